@@ -1,0 +1,56 @@
+//! # decoding-core
+//!
+//! The foundation of lossless parallel decoding: every technique in this workspace (Jacobi,
+//! lookahead, Medusa, inference with reference) *drafts a token tree and verifies it in one
+//! forward pass*. This crate holds what they share:
+//!
+//! * [`TokenTree`]: the drafted tree, rooted at the pending token, and [`TreeBuilder`], which
+//!   merges drafts from several tagged sources under a node budget;
+//! * [`LogitsModel`]: the one trait an engine implements (a forward over a tree, a commit of
+//!   one path), with optional [`HiddenStates`] and [`HeadLogits`];
+//! * [`Sampling`] and [`verify_tree`]: one definition of the target distribution, and the
+//!   exact verifier (greedy: token-identical; sampling: the residual rule, identically
+//!   distributed, and in fact token-identical to plain sampling with the same seed);
+//! * [`Strategy`] and [`Decoder`]: sans-IO state machines (draft, observe) and the
+//!   per-sequence loop around them, with stop conditions honoured inside accepted chunks and
+//!   per-step [`DecodeStats`]; [`generate`] drives one sequence over a model;
+//! * [`toy`]: small deterministic models for tests, examples and benchmarks.
+//!
+//! ```
+//! use decoding_core::{generate, toy::HashModel, DecodeConfig, Plain};
+//!
+//! let mut model = HashModel::new(32, 7);
+//! let config = DecodeConfig::new(20).with_eos([0]);
+//! let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+//! # use rand::SeedableRng;
+//! let out = generate(&mut model, Plain, &[1, 2, 3], &config, &mut rng).unwrap();
+//! assert_eq!(out.stats.tau(), 1.0); // plain decoding: one token per forward pass
+//! ```
+
+mod builder;
+mod decoder;
+mod error;
+mod generate;
+mod model;
+mod sampling;
+mod stats;
+mod strategy;
+mod tree;
+mod verify;
+
+pub mod toy;
+
+pub use builder::TreeBuilder;
+pub use decoder::{
+    DecodeConfig, Decoder, ModelExtras, NoExtras, StepExtras, StepOutcome, StopReason,
+};
+pub use error::{DecodeError, ModelError, TreeError};
+pub use generate::{Generation, generate, generate_streaming};
+pub use model::{HeadLogits, HiddenStates, LogitsModel, TreeSupport};
+pub use sampling::{Draw, InvalidLogits, Sampling, argmax};
+pub use stats::{DecodeStats, StepRecord};
+pub use strategy::{DraftContext, Metric, Plain, Requirements, StepFeedback, Strategy};
+pub use tree::{
+    Ancestors, Children, MAX_TREE_NODES, NodeId, SourceId, SourceSet, Token, TokenTree,
+};
+pub use verify::{Verification, check_logits_shape, verify_tree};

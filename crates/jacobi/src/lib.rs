@@ -1,0 +1,1 @@
+//! jacobi: under construction (see its issue).

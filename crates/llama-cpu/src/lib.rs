@@ -1,0 +1,1 @@
+//! llama-cpu: under construction (see its issue).

@@ -1,0 +1,1 @@
+//! lookahead: under construction (see its issue).

@@ -1,0 +1,1 @@
+//! medusa: under construction (see its issue).

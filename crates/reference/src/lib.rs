@@ -1,0 +1,1 @@
+//! reference: under construction (see its issue).

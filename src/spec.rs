@@ -1,0 +1,202 @@
+//! Strategy specifications: `name[:key=value,...]` strings, as the eval runner, the demo and
+//! the serving example take them (`greedy`, `jacobi:k=8`, `lookahead:w=15,n=5,g=15`, ...).
+//!
+//! [`parse`] turns a specification into a [`StrategyFactory`], built once per run (it may load
+//! weights, such as Medusa heads); the factory then builds one fresh [`Strategy`] per sequence
+//! from that sequence's [`CaseInputs`] (its prompt and reference documents).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use decoding_core::{Strategy, Token};
+
+/// A malformed or unknown specification.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// No strategy of that name.
+    #[error("unknown strategy `{0}` (known: {known})", known = KNOWN.join(", "))]
+    UnknownStrategy(String),
+    /// An option the strategy does not take.
+    #[error("strategy `{strategy}` has no option `{key}` (options: {options})")]
+    UnknownOption {
+        /// The strategy.
+        strategy: String,
+        /// The option given.
+        key: String,
+        /// The options it takes.
+        options: String,
+    },
+    /// An option value that does not parse or is out of range.
+    #[error("option `{key}`: {message}")]
+    BadValue {
+        /// The option.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Something the strategy needs that the environment lacks (a weights file, ...).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The strategy's own configuration check failed.
+    #[error(transparent)]
+    Decode(#[from] decoding_core::DecodeError),
+}
+
+/// Strategy names [`parse`] knows.
+pub const KNOWN: &[&str] = &["greedy"];
+
+/// What a factory may use when it is built: the model's vocabulary and directory.
+#[derive(Clone, Copy, Debug)]
+pub struct SpecEnv<'a> {
+    /// The model's vocabulary size.
+    pub vocab_size: usize,
+    /// The model's directory (config, weights, optional Medusa heads), if any.
+    pub model_dir: Option<&'a Path>,
+}
+
+/// What a strategy may read about one sequence before decoding it.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseInputs<'a> {
+    /// The prompt.
+    pub prompt: &'a [Token],
+    /// Reference documents the output may copy from (may be empty).
+    pub references: &'a [Vec<Token>],
+}
+
+/// Builds one strategy per sequence.
+pub trait StrategyFactory {
+    /// The specification, normalised with every option spelled out.
+    fn describe(&self) -> String;
+
+    /// A fresh strategy for one sequence.
+    fn build(&self, case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError>;
+}
+
+/// The `key=value` options of a specification, consumed as they are read so that unknown
+/// keys are reported.
+#[derive(Clone, Debug)]
+pub struct SpecOptions {
+    strategy: String,
+    values: BTreeMap<String, String>,
+    read: Vec<&'static str>,
+}
+
+impl SpecOptions {
+    /// Splits `name:key=value,key=value` into the name and its options.
+    pub fn split(spec: &str) -> Result<(String, Self), SpecError> {
+        let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
+        let name = name.trim().to_string();
+        let mut values = BTreeMap::new();
+        for pair in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| SpecError::BadValue {
+                key: pair.to_string(),
+                message: "expected key=value".to_string(),
+            })?;
+            let key = key.trim().to_string();
+            if values.insert(key.clone(), value.trim().to_string()).is_some() {
+                return Err(SpecError::BadValue {
+                    key,
+                    message: "given twice".to_string(),
+                });
+            }
+        }
+        Ok((
+            name.clone(),
+            Self {
+                strategy: name,
+                values,
+                read: Vec::new(),
+            },
+        ))
+    }
+
+    /// The raw value of `key`, if given.
+    pub fn get(&mut self, key: &'static str) -> Option<String> {
+        self.read.push(key);
+        self.values.remove(key)
+    }
+
+    /// `key` parsed as `T`, or `default` when absent.
+    pub fn parse_or<T: std::str::FromStr>(
+        &mut self,
+        key: &'static str,
+        default: T,
+    ) -> Result<T, SpecError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e: T::Err| SpecError::BadValue {
+                key: key.to_string(),
+                message: format!("`{raw}`: {e}"),
+            }),
+        }
+    }
+
+    /// Fails if any option was not read.
+    pub fn finish(self) -> Result<(), SpecError> {
+        match self.values.into_keys().next() {
+            None => Ok(()),
+            Some(key) => Err(SpecError::UnknownOption {
+                strategy: self.strategy,
+                key,
+                options: if self.read.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.read.join(", ")
+                },
+            }),
+        }
+    }
+}
+
+/// Parses a specification into a factory.
+pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, SpecError> {
+    let _ = env;
+    let (name, options) = SpecOptions::split(spec)?;
+    match name.as_str() {
+        "greedy" | "plain" => {
+            options.finish()?;
+            Ok(Box::new(PlainFactory))
+        }
+        _ => Err(SpecError::UnknownStrategy(name)),
+    }
+}
+
+/// Plain decoding, one token per forward pass (greedy or sampled, as the decode config says).
+struct PlainFactory;
+
+impl StrategyFactory for PlainFactory {
+    fn describe(&self) -> String {
+        "greedy".to_string()
+    }
+
+    fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
+        Ok(Box::new(decoding_core::Plain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_parsed_and_unknown_keys_reported() {
+        let (name, mut o) = SpecOptions::split("medusa:tree=sparse:64, accept=greedy").unwrap();
+        assert_eq!(name, "medusa");
+        assert_eq!(o.get("tree").as_deref(), Some("sparse:64"));
+        assert!(o.clone().finish().is_err());
+        assert_eq!(o.get("accept").as_deref(), Some("greedy"));
+        assert!(o.finish().is_ok());
+        let (_, mut o) = SpecOptions::split("jacobi:k=x").unwrap();
+        assert!(o.parse_or("k", 4usize).is_err());
+        assert!(SpecOptions::split("a:k").is_err());
+        assert!(SpecOptions::split("a:k=1,k=2").is_err());
+        let env = SpecEnv { vocab_size: 8, model_dir: None };
+        assert!(parse("nope", &env).is_err());
+        assert!(parse("greedy:x=1", &env).is_err());
+        assert!(parse("greedy", &env).is_ok());
+    }
+}
