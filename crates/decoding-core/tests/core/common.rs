@@ -117,3 +117,80 @@ pub(crate) fn naive_greedy(
     }
     out
 }
+
+/// A random tree of at most `max_nodes` nodes over `vocab` tokens, built by pushing random
+/// children (duplicates merge), with random logits flags (root always flagged).
+pub(crate) fn random_tree(
+    rng: &mut Xoshiro256PlusPlus,
+    root: Token,
+    vocab: u32,
+    max_nodes: usize,
+) -> TokenTree {
+    let mut tree = TokenTree::new(root);
+    let target = rng.random_range(1..=max_nodes);
+    for _ in 0..3 * target {
+        if tree.len() >= target {
+            break;
+        }
+        let parent = rng.random_range(0..tree.len());
+        let logits = rng.random_bool(0.8);
+        tree.push_with(
+            parent,
+            rng.random_range(0..vocab),
+            logits,
+            decoding_core::SourceSet::EMPTY,
+        )
+        .unwrap();
+    }
+    tree
+}
+
+/// Enumerates every outcome of a computation whose randomness goes through
+/// [`Draw::categorical`](decoding_core::Draw::categorical): run it repeatedly with
+/// [`Enumerator::next_run`] until that returns false; each run knows its exact probability.
+#[derive(Default)]
+pub(crate) struct Enumerator {
+    script: Vec<usize>,
+    taken: Vec<(usize, Vec<usize>)>,
+    pos: usize,
+    pub(crate) probability: f64,
+}
+
+impl Enumerator {
+    /// Prepares the next run; false when every branch has been explored.
+    pub(crate) fn next_run(&mut self) -> bool {
+        if self.pos == 0 && self.taken.is_empty() && self.probability == 0.0 {
+            self.probability = 1.0;
+            return true;
+        }
+        // Odometer: advance the deepest choice that has an untried option.
+        while let Some((choice, options)) = self.taken.pop() {
+            let at = options.iter().position(|&o| o == choice).unwrap();
+            if at + 1 < options.len() {
+                self.script = self.taken.iter().map(|(c, _)| *c).collect();
+                self.script.push(options[at + 1]);
+                self.taken.clear();
+                self.pos = 0;
+                self.probability = 1.0;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl decoding_core::Draw for Enumerator {
+    fn uniform(&mut self) -> f64 {
+        panic!("enumerated computations draw through categorical only")
+    }
+
+    fn categorical(&mut self, weights: &[f64]) -> usize {
+        let options: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0.0).collect();
+        let choice = self.script.get(self.pos).copied().unwrap_or(options[0]);
+        self.pos += 1;
+        let total: f64 = weights.iter().sum();
+        self.probability *= weights[choice] / total;
+        self.taken.push((choice, options));
+        choice
+    }
+}

@@ -2,3 +2,7 @@
 
 mod common;
 mod decode;
+mod errors;
+mod models;
+mod trees;
+mod verification;
