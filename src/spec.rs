@@ -44,7 +44,7 @@ pub enum SpecError {
 }
 
 /// Strategy names [`parse`] knows.
-pub const KNOWN: &[&str] = &["greedy"];
+pub const KNOWN: &[&str] = &["greedy", "jacobi"];
 
 /// What a factory may use when it is built: the model's vocabulary and directory.
 #[derive(Clone, Copy, Debug)]
@@ -161,6 +161,7 @@ pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, 
             options.finish()?;
             Ok(Box::new(PlainFactory))
         }
+        "jacobi" => Ok(Box::new(JacobiFactory::parse(options)?)),
         _ => Err(SpecError::UnknownStrategy(name)),
     }
 }
@@ -175,6 +176,37 @@ impl StrategyFactory for PlainFactory {
 
     fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
         Ok(Box::new(decoding_core::Plain))
+    }
+}
+
+/// `jacobi[:k=K,init=prompt[:SEED]|last|pad:TOKEN|ngram]`: Jacobi decoding with a window of `k`
+/// guesses (default 8), first guesses from `init` (default `prompt:0`).
+struct JacobiFactory {
+    config: jacobi::JacobiConfig,
+}
+
+impl JacobiFactory {
+    fn parse(mut options: SpecOptions) -> Result<Self, SpecError> {
+        let k = options.parse_or("k", 8usize)?;
+        let init = options.parse_or("init", jacobi::Init::default())?;
+        options.finish()?;
+        let config = jacobi::JacobiConfig::new(k)
+            .map_err(|e| SpecError::BadValue {
+                key: "k".to_string(),
+                message: e.to_string(),
+            })?
+            .with_init(init);
+        Ok(Self { config })
+    }
+}
+
+impl StrategyFactory for JacobiFactory {
+    fn describe(&self) -> String {
+        format!("jacobi:k={},init={}", self.config.window(), self.config.init())
+    }
+
+    fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
+        Ok(Box::new(jacobi::Jacobi::new(self.config)))
     }
 }
 
