@@ -77,13 +77,18 @@ pub fn generate_streaming<S: Strategy>(
         model_time += started.elapsed();
         decoder.record_model_time(model_time);
     }
-    let stop = decoder
-        .stop_reason()
-        .ok_or(DecodeError::State("decoder stopped without a reason"))?;
-    Ok(Generation {
-        tokens: decoder.generated().to_vec(),
-        stop,
-        stats: decoder.stats().clone(),
-        metrics: decoder.strategy().metrics(),
-    })
+    Ok(Generation::from_decoder(&decoder))
+}
+
+impl Generation {
+    /// The result of a finished decoder (a decoder still running reports
+    /// [`StopReason::MaxNewTokens`] until it has a reason of its own).
+    pub fn from_decoder<S: Strategy>(decoder: &Decoder<S>) -> Self {
+        Self {
+            tokens: decoder.generated().to_vec(),
+            stop: decoder.stop_reason().unwrap_or(StopReason::MaxNewTokens),
+            stats: decoder.stats().clone(),
+            metrics: decoder.strategy().metrics(),
+        }
+    }
 }

@@ -27,6 +27,7 @@
 //! assert_eq!(out.stats.tau(), 1.0); // plain decoding: one token per forward pass
 //! ```
 
+mod batch;
 mod builder;
 mod decoder;
 mod error;
@@ -40,6 +41,7 @@ mod verify;
 
 pub mod toy;
 
+pub use batch::{BatchLogitsModel, BatchRequest, BatchStats, PerSequence, SeqId, decode_batch};
 pub use builder::TreeBuilder;
 pub use decoder::{
     DecodeConfig, Decoder, ModelExtras, NoExtras, StepExtras, StepOutcome, StopReason,

@@ -1,5 +1,6 @@
 //! Integration tests of decoding-core: one binary, modules by concept.
 
+mod batch;
 mod common;
 mod decode;
 mod errors;
