@@ -1,1 +1,72 @@
-//! reference: under construction (see its issue).
+//! # reference
+//!
+//! Inference with reference: when the output repeats spans of its input (retrieved
+//! documents, the code being edited, earlier turns, its own earlier output), copy those spans
+//! as drafts and verify them in one forward pass. Lossless: verification is
+//! [`decoding_core`]'s exact verifier, so greedy output is token-identical to plain greedy
+//! decoding and sampled output is identically distributed.
+//!
+//! Use it for retrieval-augmented answers, code edits, summaries and chat, and for small
+//! models whose greedy output loops; it needs no extra model and no training. Three modes:
+//!
+//! * [`Mode::Suffix`] (the default): the *longest* suffix of the context (prompt and output)
+//!   found in the references or earlier in the context, with no cap on its length, found in
+//!   amortised O(1) per token by suffix automata ([`Matcher`]); drafts are a trie of the
+//!   continuations of *every* occurrence of it and of shorter suffixes, weighted by
+//!   frequency (SuffixDecoding's scoring), cut by a probability threshold and a node budget,
+//!   and as deep as the match is long. A context occurrence that runs into the end of a loop
+//!   continues around it.
+//! * [`Mode::Llma`]: LLMA (Yang et al., 2023, *Inference with Reference: Lossless
+//!   Acceleration of Large Language Models*): the last `n` output tokens matched in the
+//!   references, the next `k` tokens of the first occurrence copied as a chain.
+//! * [`Mode::PromptLookup`]: prompt lookup decoding (Saxena, 2023; Hugging Face's
+//!   `prompt_lookup_num_tokens`): the same over the prompt and output.
+//!
+//! ```
+//! use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+//! use reference::{ReferenceConfig, ReferenceStrategy};
+//! # use rand::SeedableRng;
+//!
+//! // An "induction" toy model continues text the way it continued before, as real models do.
+//! let mut model = InductionModel::induction(50, 3);
+//! let document: Vec<u32> = (10..40).collect();
+//! let prompt = [1, 2, 10, 11, 12];
+//! let config = DecodeConfig::new(40);
+//! let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+//!
+//! let plain = generate(&mut model, Plain, &prompt, &config, &mut rng).unwrap();
+//! let strategy =
+//!     ReferenceStrategy::with_documents(ReferenceConfig::suffix(), [&document]).unwrap();
+//! let fast = generate(&mut model, strategy, &prompt, &config, &mut rng).unwrap();
+//! assert_eq!(fast.tokens, plain.tokens);
+//! println!("tau {:.2} (plain 1.00)", fast.stats.tau());
+//! ```
+//!
+//! ## The papers, in this crate's terms
+//!
+//! | paper | here |
+//! | --- | --- |
+//! | LLMA: match length `n`, copy length `k` (block `K` = `k` + 1 with the decoded token) | [`ReferenceConfig::min_match`], [`ReferenceConfig::k`] |
+//! | prompt lookup: `max_ngram_size`, `num_pred_tokens` | [`ReferenceConfig::max_match`], [`ReferenceConfig::k`] |
+//! | SuffixDecoding: pattern match, `C(child)/C(parent)` scores, `max_spec_factor` `alpha`, `min_token_prob` | [`Matcher::occurrences`], trie probabilities, [`ReferenceConfig::depth_factor`], [`ReferenceConfig::min_prob`] |
+//! | SAM-Decoding: static automaton over the corpus, dynamic one over the generation | [`ReferenceIndex`], the matcher's context automaton |
+//!
+//! The suffix mode differs from SuffixDecoding in three ways: matches have no length cap (an
+//! automaton rather than a depth-limited suffix tree), the prompt and references join the
+//! output as sources, and occurrences of shorter suffixes join the trie with a lower weight
+//! (`match_len ^ length_weight`) instead of being tried only when the longest has none.
+
+mod automaton;
+mod config;
+mod draft;
+mod edges;
+mod index;
+mod matcher;
+mod strategy;
+
+pub use automaton::{StateId, SuffixAutomaton};
+pub use config::{ConfigError, Mode, ReferenceConfig};
+pub use draft::{CONTEXT_SOURCE, REFERENCE_SOURCE};
+pub use index::{RefCursor, ReferenceIndex};
+pub use matcher::{Matcher, Occurrence, OccurrenceQuery, Source};
+pub use strategy::ReferenceStrategy;

@@ -1,0 +1,189 @@
+//! Replays an eval set against its known greedy outputs: tau and tree sizes of a reference
+//! drafter without running the real model.
+//!
+//! Under greedy decoding the accepted path depends only on the greedy continuation, so a
+//! model that predicts the recorded greedy token on the recorded path (and anything elsewhere)
+//! gives exactly the tau, nodes per step and acceptance of the real model, provided the real
+//! model reproduces those outputs (the eval runner checks that). Wall-clock is estimated from
+//! a cost per forward pass by tree size (the PyTorch measurements of the eval README).
+//!
+//! ```text
+//! cargo run --release -p reference --example replay -- \
+//!     ../shared/eval/dev_eval.json ../shared/eval/dev_greedy.json mode=suffix,max_nodes=16
+//! ```
+
+use std::collections::BTreeMap;
+use std::error::Error;
+
+use decoding_core::toy::RecomputeModel;
+use decoding_core::{DecodeConfig, Plain, Strategy, Token, generate};
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use reference::{Mode, ReferenceConfig, ReferenceStrategy};
+use serde_json::Value;
+
+/// Forward cost relative to one token, by tokens evaluated (eval README, PyTorch on this
+/// CPU), linearly interpolated.
+fn cost(nodes: usize) -> f64 {
+    const POINTS: [(f64, f64); 5] = [(1.0, 1.0), (2.0, 1.47), (8.0, 1.81), (20.0, 2.19), (33.0, 2.74)];
+    let x = nodes as f64;
+    for w in POINTS.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if x <= x1 {
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+        }
+    }
+    let ((x0, y0), (x1, y1)) = (POINTS[3], POINTS[4]);
+    y1 + (y1 - y0) * (x - x1) / (x1 - x0)
+}
+
+fn ids(value: &Value) -> Vec<Token> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as Token).collect())
+        .unwrap_or_default()
+}
+
+fn parse_config(spec: &str) -> Result<ReferenceConfig, Box<dyn Error>> {
+    let mut pairs: BTreeMap<&str, &str> = BTreeMap::new();
+    for pair in spec.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or("expected key=value")?;
+        pairs.insert(k, v);
+    }
+    let mode = match pairs.remove("mode").unwrap_or("suffix") {
+        "suffix" => Mode::Suffix,
+        "llma" => Mode::Llma,
+        "pld" => Mode::PromptLookup,
+        other => return Err(format!("unknown mode {other}").into()),
+    };
+    let mut c = ReferenceConfig::preset(mode);
+    for (key, value) in pairs {
+        let flag = || value == "1" || value == "true";
+        match key {
+            "k" => c.k = value.parse()?,
+            "n" if mode == Mode::PromptLookup => c.max_match = value.parse()?,
+            "n" => c.min_match = value.parse()?,
+            "max_match" => c.max_match = value.parse()?,
+            "max_nodes" => c.max_nodes = value.parse()?,
+            "min_prob" => c.min_prob = value.parse()?,
+            "depth_factor" => c.depth_factor = value.parse()?,
+            "occurrences" => c.max_occurrences = value.parse()?,
+            "length_weight" => c.length_weight = value.parse()?,
+            "tree" => c.tree = flag(),
+            "periodic" => c.periodic = flag(),
+            "refs" => c.references = flag(),
+            "context" => c.context = flag(),
+            _ => return Err(format!("unknown option {key}").into()),
+        }
+    }
+    Ok(c)
+}
+
+#[derive(Default)]
+struct Totals {
+    cases: usize,
+    identical: usize,
+    generated: usize,
+    passes: usize,
+    nodes: usize,
+    cost: f64,
+    plain_cost: f64,
+    lookup_us: f64,
+}
+
+impl Totals {
+    fn line(&self, name: &str) -> String {
+        format!(
+            "{name:<12} cases {:>2} identical {:>2} tau {:.3} nodes/step {:.2} est.speedup {:.3} lookup {:.2}us/step",
+            self.cases,
+            self.identical,
+            self.generated as f64 / self.passes as f64,
+            self.nodes as f64 / self.passes as f64,
+            self.plain_cost / self.cost,
+            self.lookup_us / self.passes as f64,
+        )
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [cases_path, greedy_path, rest @ ..] = args.as_slice() else {
+        return Err("usage: replay CASES.json GREEDY.json [key=value,...] [--verbose]".into());
+    };
+    let spec = rest.iter().find(|a| !a.starts_with("--")).map_or("", |s| s);
+    let verbose = rest.iter().any(|a| a == "--verbose");
+    let config = parse_config(spec)?;
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(cases_path)?)?;
+    let greedy: Value = serde_json::from_str(&std::fs::read_to_string(greedy_path)?)?;
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    let cases = cases["cases"].as_array().ok_or("no cases")?;
+    for case in cases {
+        let id = case["id"].as_str().ok_or("case id")?;
+        let prompt = ids(&case["prompt_ids"]);
+        let refs: Vec<Vec<Token>> = case["references"]
+            .as_array()
+            .map(|a| a.iter().map(ids).collect())
+            .unwrap_or_default();
+        let expected = ids(&greedy[id]);
+        let max_new = case["max_new_tokens"].as_u64().ok_or("max_new_tokens")? as usize;
+        let full: Vec<Token> = prompt.iter().chain(&expected).copied().collect();
+        let replay = |context: &[Token], out: &mut [f32]| {
+            out.fill(0.0);
+            let next = if context.len() < full.len() && full[..context.len()] == *context {
+                full[context.len()]
+            } else {
+                1
+            };
+            out[next as usize] = 1.0;
+        };
+        let mut model = RecomputeModel::new(8192, replay);
+        let decode = DecodeConfig::new(max_new).with_eos([0]);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        let strategy = ReferenceStrategy::with_documents(config.clone(), &refs)?;
+        let out = generate(&mut model, strategy, &prompt, &decode, &mut rng)?;
+        let plain_steps = expected.len();
+        let _ = Plain.name();
+        let looping = expected.len() >= 64 && {
+            let tail = &expected[expected.len() - 32..];
+            expected[..expected.len() - 32]
+                .windows(32)
+                .any(|w| w == tail)
+        };
+        let task = case["task"].as_str().unwrap_or("?").to_string();
+        let lookup = out
+            .metrics
+            .iter()
+            .find(|m| m.name == "lookup_us")
+            .map_or(0.0, |m| m.value);
+        for key in [
+            task.clone(),
+            format!("{task}/{}", if looping { "loop" } else { "noloop" }),
+            "all".to_string(),
+        ] {
+            let t = totals.entry(key).or_default();
+            t.cases += 1;
+            t.identical += usize::from(out.tokens == expected);
+            t.generated += out.stats.generated();
+            t.passes += out.stats.forward_passes();
+            t.nodes += out.stats.steps.iter().map(|s| s.draft_nodes).sum::<usize>();
+            t.cost += out.stats.steps[1..]
+                .iter()
+                .map(|s| cost(s.draft_nodes))
+                .sum::<f64>();
+            t.plain_cost += plain_steps.saturating_sub(1) as f64;
+            t.lookup_us += lookup * out.stats.forward_passes() as f64;
+        }
+        if verbose {
+            println!(
+                "{id:<20} tau {:.2} identical {} loop {looping}",
+                out.stats.tau(),
+                out.tokens == expected
+            );
+        }
+    }
+    println!("{config:?}");
+    for (name, t) in &totals {
+        println!("{}", t.line(name));
+    }
+    Ok(())
+}

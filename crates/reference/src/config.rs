@@ -1,0 +1,230 @@
+//! Configuration: the drafting mode, the classic presets, and their validation.
+
+use decoding_core::DecodeError;
+
+/// How drafts are made from matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// SuffixDecoding-style: the longest match in the references and the context (prompt and
+    /// output), every occurrence of it and of shorter suffixes, and a trie of their
+    /// continuations weighted by frequency, cut by probability and the node budget; depth
+    /// grows with the match length.
+    Suffix,
+    /// LLMA (Yang et al., 2023): the last `max_match` down to `min_match` *output* tokens
+    /// matched in the references; the continuation of the first occurrence, as a chain.
+    Llma,
+    /// Prompt lookup decoding (as in Hugging Face transformers): the last `max_match` down to
+    /// 1 tokens matched in the prompt and output; the continuation of the first occurrence,
+    /// as a chain.
+    PromptLookup,
+}
+
+impl Mode {
+    /// The name used in specifications: `suffix`, `llma` or `pld`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Suffix => "suffix",
+            Self::Llma => "llma",
+            Self::PromptLookup => "pld",
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field with an invalid value.
+    #[error("invalid reference option `{field}`: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl From<ConfigError> for DecodeError {
+    fn from(error: ConfigError) -> Self {
+        DecodeError::config(error)
+    }
+}
+
+/// Configuration of a [`ReferenceStrategy`](crate::ReferenceStrategy). Start from a preset
+/// ([`suffix`](Self::suffix), [`llma`](Self::llma), [`prompt_lookup`](Self::prompt_lookup))
+/// and adjust fields; the strategy validates it.
+///
+/// Notation: a *match* is a suffix of the context (prompt and output, the pending token
+/// last) found earlier; `k` bounds how many tokens are drafted after the pending one.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ReferenceConfig {
+    /// The drafting mode.
+    pub mode: Mode,
+    /// Most tokens drafted below the pending token (tree depth). LLMA's block size `K`
+    /// counts the pending token too: its `K = 20` is `k = 19` here.
+    pub k: usize,
+    /// Shortest match used (LLMA's `n`, the trigger length).
+    pub min_match: usize,
+    /// First-occurrence modes: longest match tried (prompt lookup's `n`,
+    /// `max_matching_ngram_size`; LLMA tries up to 5). The suffix mode ignores it: its
+    /// matches have no length cap.
+    pub max_match: usize,
+    /// Match in the reference documents.
+    pub references: bool,
+    /// Match in the context (prompt and output so far).
+    pub context: bool,
+    /// LLMA: match output tokens only (never a suffix reaching into the prompt).
+    pub output_only: bool,
+    /// Suffix mode: draft a tree (otherwise the single most frequent chain).
+    pub tree: bool,
+    /// Suffix mode: most tree nodes per step, root included (also capped by the decoder's
+    /// budget).
+    pub max_nodes: usize,
+    /// Suffix mode: drop continuations whose estimated probability is below this.
+    pub min_prob: f32,
+    /// Suffix mode: draft depth at most `ceil(depth_factor * match length)` (and `k`).
+    pub depth_factor: f32,
+    /// Suffix mode: most occurrences read per step.
+    pub max_occurrences: usize,
+    /// Suffix mode: an occurrence matching `l` tokens weighs `l ^ length_weight`.
+    pub length_weight: f32,
+    /// Continue a context occurrence that runs into the end of the context periodically
+    /// (a loop goes on looping), instead of stopping there.
+    pub periodic: bool,
+}
+
+impl ReferenceConfig {
+    /// The suffix mode: frequency-weighted trees from every source, no match cap.
+    pub fn suffix() -> Self {
+        Self {
+            mode: Mode::Suffix,
+            k: 32,
+            min_match: 1,
+            max_match: usize::MAX,
+            references: true,
+            context: true,
+            output_only: false,
+            tree: true,
+            max_nodes: 16,
+            min_prob: 0.1,
+            depth_factor: 2.0,
+            max_occurrences: 64,
+            length_weight: 2.0,
+            periodic: true,
+        }
+    }
+
+    /// LLMA as in its paper's code: match the last 5 down to `n = 1` output tokens in the
+    /// references, copy `K - 1 = 19` tokens after the first occurrence.
+    pub fn llma() -> Self {
+        Self {
+            mode: Mode::Llma,
+            k: 19,
+            min_match: 1,
+            max_match: 5,
+            references: true,
+            context: false,
+            output_only: true,
+            tree: false,
+            periodic: false,
+            ..Self::suffix()
+        }
+    }
+
+    /// Prompt lookup decoding with Hugging Face's parameters: n-grams of `n = 3` down to 1
+    /// tokens matched in the prompt and output, `k = 10` tokens copied after the first
+    /// occurrence.
+    pub fn prompt_lookup() -> Self {
+        Self {
+            mode: Mode::PromptLookup,
+            k: 10,
+            min_match: 1,
+            max_match: 3,
+            references: false,
+            context: true,
+            output_only: false,
+            tree: false,
+            periodic: false,
+            ..Self::suffix()
+        }
+    }
+
+    /// The preset of `mode`.
+    pub fn preset(mode: Mode) -> Self {
+        match mode {
+            Mode::Suffix => Self::suffix(),
+            Mode::Llma => Self::llma(),
+            Mode::PromptLookup => Self::prompt_lookup(),
+        }
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_string(),
+            })
+        };
+        if self.k == 0 {
+            return invalid("k", "must be at least 1");
+        }
+        if self.min_match == 0 {
+            return invalid("min_match", "must be at least 1");
+        }
+        if self.max_match < self.min_match {
+            return invalid("max_match", "must be at least min_match");
+        }
+        if !self.references && !self.context {
+            return invalid("sources", "search the references, the context, or both");
+        }
+        if self.max_nodes == 0 {
+            return invalid("max_nodes", "must be at least 1 (the root)");
+        }
+        if !(0.0..=1.0).contains(&self.min_prob) {
+            return invalid("min_prob", "must be in [0, 1]");
+        }
+        if !(self.depth_factor.is_finite() && self.depth_factor > 0.0) {
+            return invalid("depth_factor", "must be a positive number");
+        }
+        if self.max_occurrences == 0 {
+            return invalid("max_occurrences", "must be at least 1");
+        }
+        if !(self.length_weight.is_finite() && self.length_weight >= 0.0) {
+            return invalid("length_weight", "must be a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReferenceConfig {
+    fn default() -> Self {
+        Self::suffix()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_bad_values_are_named() {
+        for mode in [Mode::Suffix, Mode::Llma, Mode::PromptLookup] {
+            let config = ReferenceConfig::preset(mode);
+            assert_eq!(config.mode, mode);
+            assert_eq!(config.validate(), Ok(()));
+        }
+        let mut c = ReferenceConfig::suffix();
+        c.min_prob = 1.5;
+        assert!(c.validate().unwrap_err().to_string().contains("min_prob"));
+        let mut c = ReferenceConfig::llma();
+        c.context = false;
+        c.references = false;
+        assert!(c.validate().is_err());
+        let mut c = ReferenceConfig::prompt_lookup();
+        c.max_match = 0;
+        assert!(c.validate().is_err());
+    }
+}
