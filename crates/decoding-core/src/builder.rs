@@ -21,6 +21,7 @@ pub struct TreeBuilder {
     candidates: TokenTree,
     scores: Vec<f32>,
     chosen: Vec<bool>,
+    ranked: Vec<NodeId>,
     heap: BinaryHeap<Entry>,
 }
 
@@ -31,6 +32,7 @@ impl TreeBuilder {
             candidates: TokenTree::new(root),
             scores: vec![f32::INFINITY],
             chosen: Vec::new(),
+            ranked: Vec::new(),
             heap: BinaryHeap::new(),
         }
     }
@@ -107,6 +109,27 @@ impl TreeBuilder {
         Ok(node)
     }
 
+    /// Every candidate in the order the best-first build takes them: the root, then always
+    /// the best candidate whose parent is already taken. The first `n` entries are what
+    /// [`build`](Self::build) keeps with a budget of `n`.
+    pub fn rank(&mut self) -> &[NodeId] {
+        self.ranked.clear();
+        self.heap.clear();
+        self.heap.push(self.entry(0));
+        while let Some(Entry { node, .. }) = self.heap.pop() {
+            self.ranked.push(node);
+            for child in self.candidates.children(node) {
+                self.heap.push(self.entry(child));
+            }
+        }
+        &self.ranked
+    }
+
+    /// The order computed by the last [`rank`](Self::rank) (or [`build`](Self::build)).
+    pub fn ranked(&self) -> &[NodeId] {
+        &self.ranked
+    }
+
     /// Writes into `out` the best `budget` candidates (the root always included) and fills
     /// `map` so that `map[candidate] = Some(node in out)` for every kept candidate.
     pub fn build(
@@ -119,20 +142,11 @@ impl TreeBuilder {
             return Err(TreeError::ZeroBudget);
         }
         let n = self.candidates.len();
+        self.rank();
         self.chosen.clear();
         self.chosen.resize(n, false);
-        self.heap.clear();
-        self.heap.push(self.entry(0));
-        let mut taken = 0;
-        while taken < budget {
-            let Some(Entry { node, .. }) = self.heap.pop() else {
-                break;
-            };
+        for &node in self.ranked.iter().take(budget) {
             self.chosen[node] = true;
-            taken += 1;
-            for child in self.candidates.children(node) {
-                self.heap.push(self.entry(child));
-            }
         }
         out.reset(self.candidates.root_token());
         out.set_needs_logits(0, self.candidates.needs_logits(0));

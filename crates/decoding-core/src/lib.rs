@@ -14,6 +14,10 @@
 //! * [`Strategy`] and [`Decoder`]: sans-IO state machines (draft, observe) and the
 //!   per-sequence loop around them, with stop conditions honoured inside accepted chunks and
 //!   per-step [`DecodeStats`]; [`generate`] drives one sequence over a model;
+//! * [`Composite`]: several strategies drafting into one deduplicated tree under a node
+//!   budget, fixed or sized by the model's [`CostCurve`];
+//! * [`decode_batch`] over a [`BatchLogitsModel`]: many sequences, each with its own strategy,
+//!   sharing every forward pass;
 //! * [`toy`]: small deterministic models for tests, examples and benchmarks.
 //!
 //! ```
@@ -29,6 +33,8 @@
 
 mod batch;
 mod builder;
+mod composite;
+mod cost_curve;
 mod decoder;
 mod error;
 mod generate;
@@ -43,6 +49,8 @@ pub mod toy;
 
 pub use batch::{BatchLogitsModel, BatchRequest, BatchStats, PerSequence, SeqId, decode_batch};
 pub use builder::TreeBuilder;
+pub use composite::{Composite, NodeBudget};
+pub use cost_curve::CostCurve;
 pub use decoder::{
     DecodeConfig, Decoder, ModelExtras, NoExtras, StepExtras, StepOutcome, StopReason,
 };

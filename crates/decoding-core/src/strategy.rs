@@ -1,5 +1,7 @@
 //! Sans-IO strategies: per-sequence state machines that draft a tree and learn from the result.
 
+use std::borrow::Cow;
+
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::error::DecodeError;
@@ -94,15 +96,18 @@ impl Requirements {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
     /// Short snake_case name.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// Its value.
     pub value: f64,
 }
 
 impl Metric {
     /// A metric.
-    pub fn new(name: &'static str, value: f64) -> Self {
-        Self { name, value }
+    pub fn new(name: impl Into<Cow<'static, str>>, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            value,
+        }
     }
 }
 
@@ -150,6 +155,14 @@ pub trait Strategy {
         verify_tree(tree, 0, logits, sampling, draw, scratch, out)
     }
 
+    /// Whether a [`Composite`](crate::Composite) may drop some of this strategy's drafted
+    /// nodes to fit its node budget. A strategy that allows it must accept, in
+    /// [`observe`](Self::observe), feedback in which the logits rows of dropped nodes are NaN
+    /// (those nodes were never evaluated). The default, `false`, keeps every drafted node.
+    fn prunable(&self) -> bool {
+        false
+    }
+
     /// Whether the output is exactly that of plain decoding. Only strategies that override
     /// [`verify`](Self::verify) with an approximate rule return `false`.
     fn is_lossless(&self) -> bool {
@@ -194,6 +207,9 @@ macro_rules! forward_strategy {
                 out: &mut Verification,
             ) -> Result<(), DecodeError> {
                 (**self).verify(tree, logits, sampling, draw, scratch, out)
+            }
+            fn prunable(&self) -> bool {
+                (**self).prunable()
             }
             fn is_lossless(&self) -> bool {
                 (**self).is_lossless()

@@ -12,6 +12,8 @@ pub(crate) struct RandomDrafts {
     rng: Xoshiro256PlusPlus,
     pub(crate) max_nodes: usize,
     pub(crate) vocab: usize,
+    /// Whether a composite may cut this source's tree.
+    pub(crate) prunable: bool,
 }
 
 impl RandomDrafts {
@@ -20,6 +22,7 @@ impl RandomDrafts {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             max_nodes,
             vocab: 0,
+            prunable: false,
         }
     }
 }
@@ -57,6 +60,10 @@ impl Strategy for RandomDrafts {
 
     fn observe(&mut self, _feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         Ok(())
+    }
+
+    fn prunable(&self) -> bool {
+        self.prunable
     }
 }
 

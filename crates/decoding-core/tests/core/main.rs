@@ -2,6 +2,7 @@
 
 mod batch;
 mod common;
+mod composite;
 mod decode;
 mod errors;
 mod models;

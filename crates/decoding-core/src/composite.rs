@@ -1,0 +1,382 @@
+//! Composition: several strategies draft into one deduplicated tree and share one forward
+//! pass.
+//!
+//! Every source drafts its own tree as if it were alone. The composite merges them into a
+//! [`TreeBuilder`] (a path proposed by two sources becomes one node, tagged with both), scores
+//! each node by an estimate of the probability that it is accepted, and keeps the best nodes
+//! under the node budget. After verification each source observes the step through its own
+//! tree: its nodes' logits (rows of nodes that were dropped are NaN), the accepted path as far
+//! as its tree follows it, and the same emitted tokens.
+//!
+//! **Scores are learned.** For every (source, depth, sibling rank) the composite counts how
+//! often a node was *tested* (its parent was accepted and it had logits) and how often it was
+//! accepted; a node's acceptance estimate is its parent's times that rate. Counts start at a
+//! prior of 0.5 and are forgotten by 1% per step, so a source that stopped paying off is
+//! tried again once its record fades. Sources that need every drafted node (the default, see
+//! [`Strategy::prunable`]) share a reserved part of the budget and are never cut.
+//!
+//! **Budget.** [`NodeBudget::Fixed`] fills the decoder's `max_nodes`. [`NodeBudget::CostAware`]
+//! takes the model's [`CostCurve`] and keeps, each step, the `n` best nodes that maximise
+//! expected tokens per unit of time, `(1 + sum of the n - 1 best acceptance estimates) /
+//! cost(n)`: on hardware where a tree costs about one step that fills the budget, and on a
+//! CPU where it does not, it keeps only the nodes that pay for themselves.
+//!
+//! Verification is always decoding-core's exact verifier: a source's own (possibly lossy)
+//! [`Strategy::verify`] is not used, so a composite is lossless whatever it combines.
+
+use ndarray::Array2;
+
+use crate::builder::TreeBuilder;
+use crate::cost_curve::CostCurve;
+use crate::error::DecodeError;
+use crate::strategy::{DraftContext, Metric, Requirements, StepFeedback, Strategy};
+use crate::tree::{NodeId, SourceId, SourceSet, Token, TokenTree};
+use crate::verify::Verification;
+
+/// How many nodes a composite's tree may hold each step.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum NodeBudget {
+    /// Up to the decoder's `max_nodes`, every step.
+    Fixed,
+    /// Up to `max_nodes`, sized each step to maximise expected tokens per unit of time on
+    /// this cost curve.
+    CostAware(CostCurve),
+}
+
+const MAX_DEPTH_KEY: usize = 16;
+const MAX_RANK_KEY: usize = 8;
+const PRIOR_RATE: f64 = 1.0;
+const PRIOR_WEIGHT: f64 = 1.0;
+/// Per-step forgetting of the counts: a key that stops being tested drifts back to the
+/// prior, so a source that was poor once is tried again later (exploration).
+const DECAY: f64 = 0.99;
+
+/// Tested / accepted counts per (source, depth, sibling rank), exponentially forgotten.
+#[derive(Clone, Debug)]
+struct AcceptanceRates {
+    counts: Vec<(f64, f64)>,
+}
+
+impl AcceptanceRates {
+    fn new(sources: usize) -> Self {
+        Self {
+            counts: vec![(0.0, 0.0); sources * MAX_DEPTH_KEY * MAX_RANK_KEY],
+        }
+    }
+
+    fn key(source: usize, depth: usize, rank: usize) -> usize {
+        let depth = depth.clamp(1, MAX_DEPTH_KEY) - 1;
+        (source * MAX_DEPTH_KEY + depth) * MAX_RANK_KEY + rank.min(MAX_RANK_KEY - 1)
+    }
+
+    fn rate(&self, source: usize, depth: usize, rank: usize) -> f64 {
+        let (tested, accepted) = self.counts[Self::key(source, depth, rank)];
+        (accepted + PRIOR_RATE * PRIOR_WEIGHT) / (tested + PRIOR_WEIGHT)
+    }
+
+    fn record(&mut self, source: usize, depth: usize, rank: usize, accepted: bool) {
+        let entry = &mut self.counts[Self::key(source, depth, rank)];
+        entry.0 += 1.0;
+        entry.1 += f64::from(u8::from(accepted));
+    }
+
+    fn forget(&mut self) {
+        for (tested, accepted) in &mut self.counts {
+            *tested *= DECAY;
+            *accepted *= DECAY;
+        }
+    }
+}
+
+/// One source's draft and how its nodes map into the merged tree.
+#[derive(Clone, Debug)]
+struct SourceDraft {
+    tree: TokenTree,
+    candidate: Vec<NodeId>,
+    rank: Vec<u8>,
+}
+
+/// Several strategies drafting into one tree; see the module docs.
+pub struct Composite {
+    sources: Vec<Box<dyn Strategy>>,
+    budget: NodeBudget,
+    drafts: Vec<SourceDraft>,
+    builder: TreeBuilder,
+    estimate: Vec<f64>,
+    merged: Vec<Option<NodeId>>,
+    rates: AcceptanceRates,
+    on_path: Vec<bool>,
+    logits: Array2<f32>,
+    verification: Verification,
+    steps: usize,
+    candidates: usize,
+    kept: usize,
+    expected: f64,
+}
+
+impl Composite {
+    /// Composes `sources` (1 to 32) under `budget`.
+    pub fn new(sources: Vec<Box<dyn Strategy>>, budget: NodeBudget) -> Result<Self, DecodeError> {
+        if sources.is_empty() || sources.len() > SourceId::MAX {
+            return Err(DecodeError::config(format!(
+                "a composite needs 1 to {} sources, got {}",
+                SourceId::MAX,
+                sources.len()
+            )));
+        }
+        let empty = SourceDraft {
+            tree: TokenTree::new(0),
+            candidate: Vec::new(),
+            rank: Vec::new(),
+        };
+        Ok(Self {
+            drafts: vec![empty; sources.len()],
+            rates: AcceptanceRates::new(sources.len()),
+            sources,
+            budget,
+            builder: TreeBuilder::new(0),
+            estimate: Vec::new(),
+            merged: Vec::new(),
+            on_path: Vec::new(),
+            logits: Array2::zeros((0, 0)),
+            verification: Verification::default(),
+            steps: 0,
+            candidates: 0,
+            kept: 0,
+            expected: 0.0,
+        })
+    }
+
+    /// The composed strategies; source `i` tags its nodes with `SourceId::new(i)`.
+    pub fn sources(&self) -> &[Box<dyn Strategy>] {
+        &self.sources
+    }
+
+    /// Adds source `i`'s draft to the builder, scoring each node.
+    fn merge_source(&mut self, i: usize) -> Result<(), DecodeError> {
+        let forced = !self.sources[i].prunable();
+        let tag = SourceSet::of(SourceId::new(i).unwrap_or_else(|| unreachable!()));
+        let draft = &mut self.drafts[i];
+        let tree = &draft.tree;
+        draft.candidate.clear();
+        draft.candidate.push(0);
+        draft.rank.clear();
+        draft.rank.push(0);
+        let mut children_seen = vec![0u8; tree.len()];
+        for node in 1..tree.len() {
+            let parent = tree.parent(node).unwrap_or(0);
+            let rank = children_seen[parent];
+            children_seen[parent] = rank.saturating_add(1);
+            let parent_candidate = draft.candidate[parent];
+            let estimate = if tree.needs_logits(node) {
+                self.estimate[parent_candidate]
+                    * self.rates.rate(i, tree.depth(node), usize::from(rank))
+            } else {
+                0.0
+            };
+            let priority = if forced {
+                f32::INFINITY
+            } else {
+                estimate as f32
+            };
+            let candidate = self.builder.add_with(
+                parent_candidate,
+                tree.token(node),
+                priority,
+                tag,
+                tree.needs_logits(node),
+            )?;
+            if candidate == self.estimate.len() {
+                self.estimate.push(estimate);
+            } else {
+                self.estimate[candidate] = self.estimate[candidate].max(estimate);
+            }
+            draft.candidate.push(candidate);
+            draft.rank.push(rank);
+        }
+        Ok(())
+    }
+
+    /// How many of the ranked candidates to keep.
+    fn choose_size(&mut self, max_nodes: usize) -> usize {
+        self.builder.rank();
+        let ranked = self.builder.ranked();
+        let limit = max_nodes.min(ranked.len()).max(1);
+        let forced = ranked
+            .iter()
+            .take_while(|&&c| self.builder.score(c) == f32::INFINITY)
+            .count()
+            .clamp(1, limit);
+        let mut expected = 1.0;
+        let mut best = (forced, 0.0);
+        for (n, &candidate) in ranked.iter().enumerate().take(limit) {
+            if n > 0 {
+                expected += self.estimate[candidate];
+            }
+            let size = n + 1;
+            let value = match &self.budget {
+                NodeBudget::Fixed => size as f64,
+                NodeBudget::CostAware(curve) => expected / curve.cost(size),
+            };
+            if size >= forced && value > best.1 {
+                best = (size, value);
+            }
+        }
+        self.expected += ranked
+            .iter()
+            .take(best.0)
+            .skip(1)
+            .map(|&c| self.estimate[c])
+            .sum::<f64>();
+        best.0
+    }
+
+    /// Learns acceptance rates from the step and replays it to source `i` through its tree.
+    fn replay(&mut self, i: usize, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
+        let merged = feedback.tree;
+        let draft = &self.drafts[i];
+        let own = &draft.tree;
+        let vocab = feedback.logits.ncols();
+        self.logits = Array2::from_elem((own.logits_rows(), vocab), f32::NAN);
+        for node in 0..own.len() {
+            let Some(m) = self.merged[draft.candidate[node]] else {
+                continue;
+            };
+            if let (Some(own_row), Some(row)) = (own.logits_row(node), merged.logits_row(m)) {
+                self.logits
+                    .row_mut(own_row)
+                    .assign(&feedback.logits.row(row));
+            }
+            if let Some(parent) = merged.parent(m)
+                && self.on_path[parent]
+                && merged.needs_logits(m)
+            {
+                let rank = usize::from(draft.rank[node]);
+                self.rates.record(i, own.depth(node), rank, self.on_path[m]);
+            }
+        }
+        // The accepted path as far as this source's tree follows it.
+        let path = &feedback.verification.path;
+        self.verification.path.clear();
+        self.verification.path.push(0);
+        let mut node = 0;
+        for &m in &path[1..] {
+            match own.child_with_token(node, merged.token(m)) {
+                Some(child) => {
+                    self.verification.path.push(child);
+                    node = child;
+                }
+                None => break,
+            }
+        }
+        let followed = self.verification.path.len();
+        self.verification.bonus = match path.get(followed) {
+            Some(&m) => merged.token(m),
+            None => feedback.verification.bonus,
+        };
+        let own_feedback = StepFeedback {
+            tree: own,
+            logits: self.logits.view(),
+            verification: &self.verification,
+            ..*feedback
+        };
+        self.sources[i].observe(&own_feedback)
+    }
+}
+
+impl Strategy for Composite {
+    fn name(&self) -> &str {
+        "composite"
+    }
+
+    fn begin(&mut self, prompt: &[Token], vocab_size: usize) -> Result<(), DecodeError> {
+        self.rates = AcceptanceRates::new(self.sources.len());
+        (self.steps, self.candidates, self.kept, self.expected) = (0, 0, 0, 0.0);
+        for source in &mut self.sources {
+            source.begin(prompt, vocab_size)?;
+        }
+        Ok(())
+    }
+
+    fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
+        let pending = ctx.pending();
+        let forced_sources = self.sources.iter().filter(|s| !s.prunable()).count();
+        let reserved = (ctx.max_nodes - 1) / forced_sources.max(1) + 1;
+        self.builder.reset(pending);
+        self.estimate.clear();
+        self.estimate.push(1.0);
+        for i in 0..self.sources.len() {
+            let source_ctx = DraftContext {
+                max_nodes: if self.sources[i].prunable() {
+                    ctx.max_nodes
+                } else {
+                    reserved
+                },
+                ..*ctx
+            };
+            let own = &mut self.drafts[i].tree;
+            own.reset(pending);
+            self.sources[i].draft(&source_ctx, own)?;
+            if own.root_token() != pending || own.len() > source_ctx.max_nodes {
+                return Err(DecodeError::State(
+                    "a composed source replaced the root or overran its node budget",
+                ));
+            }
+            self.merge_source(i)?;
+        }
+        let size = self.choose_size(ctx.max_nodes);
+        self.builder.build(size, tree, &mut self.merged)?;
+        self.steps += 1;
+        self.candidates += self.builder.candidates().len();
+        self.kept += tree.len();
+        Ok(())
+    }
+
+    fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
+        self.rates.forget();
+        self.on_path.clear();
+        self.on_path.resize(feedback.tree.len(), false);
+        for &node in &feedback.verification.path {
+            self.on_path[node] = true;
+        }
+        for i in 0..self.sources.len() {
+            self.replay(i, feedback)?;
+        }
+        Ok(())
+    }
+
+    fn requirements(&self) -> Requirements {
+        let mut needs = Requirements::NONE;
+        for source in &self.sources {
+            let r = source.requirements();
+            needs.hidden_state |= r.hidden_state;
+            needs.head_logits |= r.head_logits;
+        }
+        needs
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let per_step = |x: f64| {
+            if self.steps == 0 {
+                0.0
+            } else {
+                x / self.steps as f64
+            }
+        };
+        let mut metrics = vec![
+            Metric::new("candidates_per_step", per_step(self.candidates as f64)),
+            Metric::new("nodes_per_step", per_step(self.kept as f64)),
+            Metric::new("expected_accepted_per_step", per_step(self.expected)),
+        ];
+        for source in &self.sources {
+            for m in source.metrics() {
+                metrics.push(Metric::new(
+                    format!("{}.{}", source.name(), m.name),
+                    m.value,
+                ));
+            }
+        }
+        metrics
+    }
+}

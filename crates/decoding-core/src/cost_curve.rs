@@ -1,0 +1,140 @@
+//! What a forward pass costs as a function of the number of tree nodes, measured on the
+//! model at hand, so that strategies can size their trees to the hardware.
+
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+
+use crate::error::DecodeError;
+use crate::model::LogitsModel;
+use crate::tree::{Token, TokenTree};
+
+/// Forward time as a function of tree size: measured points, linearly interpolated between
+/// them and extrapolated from the last two.
+///
+/// On a large GPU model a 64-node tree costs about one plain step (the curve is flat); on a
+/// small CPU model it costs several (the curve climbs). Only ratios matter: the unit is yours.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostCurve {
+    points: Vec<(usize, f64)>,
+}
+
+impl CostCurve {
+    /// A curve through `(nodes, cost)` points: at least one, node counts at least 1 and
+    /// distinct, costs positive and finite.
+    pub fn new(mut points: Vec<(usize, f64)>) -> Result<Self, DecodeError> {
+        points.sort_by_key(|&(n, _)| n);
+        if points.is_empty() {
+            return Err(DecodeError::config("a cost curve needs at least one point"));
+        }
+        if points[0].0 == 0 || points.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(DecodeError::config(
+                "cost curve node counts must be at least 1 and distinct",
+            ));
+        }
+        if points.iter().any(|&(_, c)| !(c.is_finite() && c > 0.0)) {
+            return Err(DecodeError::config(
+                "cost curve costs must be positive and finite",
+            ));
+        }
+        Ok(Self { points })
+    }
+
+    /// A curve where every node costs the same: `fixed + per_node * nodes`.
+    pub fn linear(fixed: f64, per_node: f64) -> Result<Self, DecodeError> {
+        Self::new(vec![(1, fixed + per_node), (2, fixed + 2.0 * per_node)])
+    }
+
+    /// The measured points.
+    pub fn points(&self) -> &[(usize, f64)] {
+        &self.points
+    }
+
+    /// The cost of a forward over `nodes` nodes (at least the cheapest measured cost).
+    pub fn cost(&self, nodes: usize) -> f64 {
+        let p = &self.points;
+        let segment = match p.iter().position(|&(n, _)| n >= nodes) {
+            Some(0) => return p[0].1,
+            Some(i) => (p[i - 1], p[i]),
+            None if p.len() == 1 => return p[0].1,
+            None => (p[p.len() - 2], p[p.len() - 1]),
+        };
+        let ((n0, c0), (n1, c1)) = segment;
+        let slope = (c1 - c0) / (n1 - n0) as f64;
+        (c0 + slope * (nodes as f64 - n0 as f64)).max(p[0].1)
+    }
+
+    /// The cost of `nodes` relative to a single node.
+    pub fn relative(&self, nodes: usize) -> f64 {
+        self.cost(nodes) / self.cost(1)
+    }
+
+    /// Measures `model`: prefills `context` (so attention costs are realistic), then times a
+    /// forward of a chain of each size in `sizes` (every node asking for logits, as a
+    /// verification tree does), `repeats` times, keeping the median in seconds. The model is
+    /// reset before and after.
+    pub fn measure(
+        model: &mut dyn LogitsModel,
+        context: &[Token],
+        sizes: &[usize],
+        repeats: usize,
+    ) -> Result<Self, DecodeError> {
+        let vocab = model.vocab_size();
+        let mut points = Vec::with_capacity(sizes.len());
+        for &size in sizes {
+            if size == 0 {
+                return Err(DecodeError::config("cannot time a tree of 0 nodes"));
+            }
+            model.reset()?;
+            if !context.is_empty() {
+                let mut prefill = TokenTree::from_chain(context)?;
+                for node in 0..prefill.len() {
+                    prefill.set_needs_logits(node, false);
+                }
+                model.forward(&prefill, Array2::zeros((0, vocab)).view_mut())?;
+                model.commit(&(0..context.len()).collect::<Vec<_>>())?;
+            }
+            let tokens: Vec<Token> = (0..size).map(|i| (i % vocab) as Token).collect();
+            let tree = TokenTree::from_chain(&tokens)?;
+            let mut logits = Array2::zeros((size, vocab));
+            let mut times: Vec<Duration> = Vec::with_capacity(repeats.max(1));
+            for _ in 0..repeats.max(1) {
+                let started = Instant::now();
+                model.forward(&tree, logits.view_mut())?;
+                times.push(started.elapsed());
+                model.commit(&[])?;
+            }
+            times.sort();
+            points.push((size, times[times.len() / 2].as_secs_f64().max(1e-9)));
+        }
+        model.reset()?;
+        Self::new(points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolates_and_extrapolates() {
+        let curve = CostCurve::new(vec![(4, 3.0), (1, 1.0), (8, 5.0)]).unwrap();
+        assert_eq!(curve.cost(1), 1.0);
+        assert!((curve.cost(2) - 5.0 / 3.0).abs() < 1e-12);
+        assert_eq!(curve.cost(6), 4.0);
+        assert_eq!(curve.cost(16), 9.0);
+        assert_eq!(curve.relative(8), 5.0);
+        assert!(CostCurve::new(vec![]).is_err());
+        assert!(CostCurve::new(vec![(0, 1.0)]).is_err());
+        assert!(CostCurve::new(vec![(1, 1.0), (1, 2.0)]).is_err());
+        assert!(CostCurve::new(vec![(1, f64::NAN)]).is_err());
+    }
+
+    #[test]
+    fn measures_a_toy_model() {
+        let mut model = crate::toy::HashModel::new(8, 1);
+        let curve = CostCurve::measure(&mut model, &[1, 2, 3], &[1, 4], 3).unwrap();
+        assert_eq!(curve.points().len(), 2);
+        assert_eq!(model.committed_len(), 0);
+    }
+}
