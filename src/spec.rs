@@ -44,7 +44,7 @@ pub enum SpecError {
 }
 
 /// Strategy names [`parse`] knows.
-pub const KNOWN: &[&str] = &["greedy", "jacobi"];
+pub const KNOWN: &[&str] = &["greedy", "jacobi", "lookahead"];
 
 /// What a factory may use when it is built: the model's vocabulary and directory.
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +162,7 @@ pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, 
             Ok(Box::new(PlainFactory))
         }
         "jacobi" => Ok(Box::new(JacobiFactory::parse(options)?)),
+        "lookahead" => Ok(Box::new(LookaheadFactory::parse(options)?)),
         _ => Err(SpecError::UnknownStrategy(name)),
     }
 }
@@ -202,11 +203,88 @@ impl JacobiFactory {
 
 impl StrategyFactory for JacobiFactory {
     fn describe(&self) -> String {
-        format!("jacobi:k={},init={}", self.config.window(), self.config.init())
+        format!(
+            "jacobi:k={},init={}",
+            self.config.window(),
+            self.config.init()
+        )
     }
 
     fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
         Ok(Box::new(jacobi::Jacobi::new(self.config)))
+    }
+}
+
+/// `lookahead[:w=W,n=N,g=G,pool=prompt|none,output=BOOL,init=...,logits=top|all,fill=pool|init]`:
+/// lookahead decoding (defaults: the paper's W = 15, N = 5, G = 15; pool learns from the window
+/// and the output; `pool=prompt` also seeds it from the prompt). A full step drafts up to
+/// `(W + G) * (N - 1)` nodes: give the decoder that node budget to run the whole algorithm.
+struct LookaheadFactory {
+    config: lookahead::LookaheadConfig,
+}
+
+impl LookaheadFactory {
+    fn parse(mut options: SpecOptions) -> Result<Self, SpecError> {
+        let bad = |key: &str, message: String| SpecError::BadValue {
+            key: key.to_string(),
+            message,
+        };
+        let w = options.parse_or("w", 15usize)?;
+        let n = options.parse_or("n", 5usize)?;
+        let g = options.parse_or("g", 15usize)?;
+        let prompt_pool = match options.get("pool").as_deref() {
+            None | Some("none") => false,
+            Some("prompt") => true,
+            Some(other) => return Err(bad("pool", format!("`{other}`: expected prompt or none"))),
+        };
+        let output_pool = options.parse_or("output", true)?;
+        let init = options.parse_or("init", jacobi::Init::default())?;
+        let logits = match options.get("logits").as_deref() {
+            None | Some("top") => lookahead::WindowLogits::Top,
+            Some("all") => lookahead::WindowLogits::All,
+            Some(other) => return Err(bad("logits", format!("`{other}`: expected top or all"))),
+        };
+        let fill = match options.get("fill").as_deref() {
+            None | Some("pool") => lookahead::Fill::Pool,
+            Some("init") => lookahead::Fill::Init,
+            Some(other) => return Err(bad("fill", format!("`{other}`: expected pool or init"))),
+        };
+        options.finish()?;
+        let config = lookahead::LookaheadConfig::new(w, n, g)
+            .map_err(|e| bad("w/n/g", e.to_string()))?
+            .with_prompt_pool(prompt_pool)
+            .with_output_pool(output_pool)
+            .with_init(init)
+            .with_window_logits(logits)
+            .with_fill(fill);
+        Ok(Self { config })
+    }
+}
+
+impl StrategyFactory for LookaheadFactory {
+    fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "lookahead:w={},n={},g={},pool={},output={},init={},logits={},fill={}",
+            c.window(),
+            c.ngram(),
+            c.guesses(),
+            if c.prompt_pool() { "prompt" } else { "none" },
+            c.output_pool(),
+            c.init(),
+            match c.window_logits() {
+                lookahead::WindowLogits::All => "all",
+                _ => "top",
+            },
+            match c.fill() {
+                lookahead::Fill::Init => "init",
+                _ => "pool",
+            },
+        )
+    }
+
+    fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
+        Ok(Box::new(lookahead::Lookahead::new(self.config)))
     }
 }
 
