@@ -44,7 +44,7 @@ pub enum SpecError {
 }
 
 /// Strategy names [`parse`] knows.
-pub const KNOWN: &[&str] = &["greedy", "jacobi", "lookahead"];
+pub const KNOWN: &[&str] = &["greedy", "jacobi", "lookahead", "reference"];
 
 /// What a factory may use when it is built: the model's vocabulary and directory.
 #[derive(Clone, Copy, Debug)]
@@ -163,6 +163,7 @@ pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, 
         }
         "jacobi" => Ok(Box::new(JacobiFactory::parse(options)?)),
         "lookahead" => Ok(Box::new(LookaheadFactory::parse(options)?)),
+        "reference" => Ok(Box::new(ReferenceFactory::parse(options)?)),
         _ => Err(SpecError::UnknownStrategy(name)),
     }
 }
@@ -285,6 +286,82 @@ impl StrategyFactory for LookaheadFactory {
 
     fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
         Ok(Box::new(lookahead::Lookahead::new(self.config)))
+    }
+}
+
+/// `reference[:mode=suffix|llma|pld,k=K,n=N,nodes=M,tree=BOOL,min_prob=P,alpha=A,occ=O,weight=W,periodic=BOOL,refs=BOOL,context=BOOL]`:
+/// inference with reference, drafting from the case's reference documents and its prompt and
+/// output. `mode` picks a preset (default `suffix`): `suffix` (longest match anywhere, a
+/// frequency-weighted tree of up to `nodes` = 16 nodes, depth up to `k` = 32 and `alpha` = 2
+/// times the match length), `llma` (LLMA: references only, `n` = 1, `k` = 19, i.e. the paper's
+/// block of 20), `pld` (prompt lookup: prompt and output, n-grams of `n` = 3 down to 1,
+/// `k` = 10). `n` is the shortest match for `suffix` and `llma`, the longest for `pld`.
+struct ReferenceFactory {
+    config: reference::ReferenceConfig,
+}
+
+impl ReferenceFactory {
+    fn parse(mut options: SpecOptions) -> Result<Self, SpecError> {
+        let mode = match options.get("mode").as_deref() {
+            None | Some("suffix") => reference::Mode::Suffix,
+            Some("llma") => reference::Mode::Llma,
+            Some("pld") => reference::Mode::PromptLookup,
+            Some(other) => {
+                return Err(SpecError::BadValue {
+                    key: "mode".to_string(),
+                    message: format!("`{other}`: expected suffix, llma or pld"),
+                });
+            }
+        };
+        let mut c = reference::ReferenceConfig::preset(mode);
+        c.k = options.parse_or("k", c.k)?;
+        if mode == reference::Mode::PromptLookup {
+            c.max_match = options.parse_or("n", c.max_match)?;
+        } else {
+            c.min_match = options.parse_or("n", c.min_match)?;
+            c.max_match = c.max_match.max(c.min_match);
+        }
+        c.max_nodes = options.parse_or("nodes", c.max_nodes)?;
+        c.tree = options.parse_or("tree", c.tree)?;
+        c.min_prob = options.parse_or("min_prob", c.min_prob)?;
+        c.depth_factor = options.parse_or("alpha", c.depth_factor)?;
+        c.max_occurrences = options.parse_or("occ", c.max_occurrences)?;
+        c.length_weight = options.parse_or("weight", c.length_weight)?;
+        c.periodic = options.parse_or("periodic", c.periodic)?;
+        c.references = options.parse_or("refs", c.references)?;
+        c.context = options.parse_or("context", c.context)?;
+        options.finish()?;
+        c.validate()
+            .map_err(|e| SpecError::Decode(decoding_core::DecodeError::from(e)))?;
+        Ok(Self { config: c })
+    }
+}
+
+impl StrategyFactory for ReferenceFactory {
+    fn describe(&self) -> String {
+        let c = &self.config;
+        let n = match c.mode {
+            reference::Mode::PromptLookup => c.max_match,
+            _ => c.min_match,
+        };
+        let mut out = format!("reference:mode={},k={},n={n}", c.mode.name(), c.k);
+        if c.mode == reference::Mode::Suffix {
+            out += &format!(
+                ",nodes={},tree={},min_prob={},alpha={},occ={},weight={}",
+                c.max_nodes, c.tree, c.min_prob, c.depth_factor, c.max_occurrences, c.length_weight
+            );
+        }
+        out + &format!(
+            ",periodic={},refs={},context={}",
+            c.periodic, c.references, c.context
+        )
+    }
+
+    fn build(&self, case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
+        let index = std::sync::Arc::new(reference::ReferenceIndex::new(case.references));
+        let strategy = reference::ReferenceStrategy::new(self.config.clone(), index)
+            .map_err(|e| SpecError::Decode(e.into()))?;
+        Ok(Box::new(strategy))
     }
 }
 

@@ -25,7 +25,13 @@ use serde_json::Value;
 /// Forward cost relative to one token, by tokens evaluated (eval README, PyTorch on this
 /// CPU), linearly interpolated.
 fn cost(nodes: usize) -> f64 {
-    const POINTS: [(f64, f64); 5] = [(1.0, 1.0), (2.0, 1.47), (8.0, 1.81), (20.0, 2.19), (33.0, 2.74)];
+    const POINTS: [(f64, f64); 5] = [
+        (1.0, 1.0),
+        (2.0, 1.47),
+        (8.0, 1.81),
+        (20.0, 2.19),
+        (33.0, 2.74),
+    ];
     let x = nodes as f64;
     for w in POINTS.windows(2) {
         let ((x0, y0), (x1, y1)) = (w[0], w[1]);
@@ -40,7 +46,12 @@ fn cost(nodes: usize) -> f64 {
 fn ids(value: &Value) -> Vec<Token> {
     value
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as Token).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as Token)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

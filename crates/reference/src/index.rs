@@ -170,6 +170,6 @@ mod tests {
         assert_eq!(cursor.len(), 1);
         index.advance(&mut cursor, 4);
         assert_eq!(cursor.len(), 2);
-        assert!(!ReferenceIndex::empty().automaton().transition(0, 1).is_some());
+        assert_eq!(ReferenceIndex::empty().automaton().transition(0, 1), None);
     }
 }

@@ -223,9 +223,7 @@ impl Matcher {
                 taken < query.max_occurrences
             });
             *side = match sam.suffix_link(state) {
-                Some(link) if state != ROOT => {
-                    Some((source, link, sam.state_len(link), state))
-                }
+                Some(link) if state != ROOT => Some((source, link, sam.state_len(link), state)),
                 _ => None,
             };
         }
@@ -275,17 +273,23 @@ mod tests {
         m.occurrences(&query, &mut out);
         let lens: Vec<_> = out.iter().map(|o| o.match_len).collect();
         assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
-        assert_eq!(out[0], Occurrence {
-            source: Source::Reference,
-            end: 2,
-            match_len: 3
-        });
-        let mut rest: Vec<_> = out[1..].iter().map(|o| (o.source, o.end, o.match_len)).collect();
+        assert_eq!(
+            out[0],
+            Occurrence {
+                source: Source::Reference,
+                end: 2,
+                match_len: 3
+            }
+        );
+        let mut rest: Vec<_> = out[1..]
+            .iter()
+            .map(|o| (o.source, o.end, o.match_len))
+            .collect();
         rest.sort_by_key(|&(s, e, _)| (s == Source::Context, e));
-        assert_eq!(rest, vec![
-            (Source::Reference, 4, 1),
-            (Source::Context, 2, 2)
-        ]);
+        assert_eq!(
+            rest,
+            vec![(Source::Reference, 4, 1), (Source::Context, 2, 2)]
+        );
         assert_eq!(m.continuation(&out[0], 0, false), Some(7));
         assert_eq!(m.continuation(&out[0], 1, false), None);
         let ctx = Occurrence {

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use decoding_core::{
-    DecodeError, DraftContext, Metric, StepFeedback, Strategy, Token, TokenTree,
-};
+use decoding_core::{DecodeError, DraftContext, Metric, StepFeedback, Strategy, Token, TokenTree};
 
 use crate::config::{ConfigError, Mode, ReferenceConfig};
 use crate::draft::{Drafter, TrieLimits, chain_from};
@@ -139,14 +137,7 @@ impl ReferenceStrategy {
             return Ok(len);
         }
         if let Some(occ) = self.matcher.first_occurrence(source, len) {
-            chain_from(
-                &self.matcher,
-                &occ,
-                depth,
-                c.periodic,
-                ctx.vocab_size,
-                tree,
-            )?;
+            chain_from(&self.matcher, &occ, depth, c.periodic, ctx.vocab_size, tree)?;
         }
         Ok(len)
     }
@@ -243,7 +234,13 @@ impl Strategy for ReferenceStrategy {
     /// mean microseconds per step spent syncing, matching and drafting.
     fn metrics(&self) -> Vec<Metric> {
         let s = &self.stats;
-        let per_step = |x: f64| if s.steps == 0 { 0.0 } else { x / s.steps as f64 };
+        let per_step = |x: f64| {
+            if s.steps == 0 {
+                0.0
+            } else {
+                x / s.steps as f64
+            }
+        };
         vec![
             Metric::new("match_len", per_step(s.match_len as f64)),
             Metric::new("draft_depth", per_step(s.depth as f64)),
