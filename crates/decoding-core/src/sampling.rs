@@ -12,20 +12,27 @@ use crate::tree::Token;
 /// Index of the largest logit, the lowest index on ties; `None` if `logits` is empty or
 /// holds a NaN.
 pub fn argmax(logits: &[f32]) -> Option<Token> {
-    let mut best = 0usize;
-    let mut best_value = f32::NEG_INFINITY;
-    let mut any = false;
-    for (i, &x) in logits.iter().enumerate() {
-        if x.is_nan() {
-            return None;
-        }
-        if x > best_value || !any {
-            best = i;
-            best_value = x;
-            any = true;
+    // A maximum over 8 independent lanes vectorises; then the first index holding it.
+    const LANES: usize = 8;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut nan = false;
+    let chunks = logits.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            nan |= x.is_nan();
+            *lane = if x > *lane { x } else { *lane };
         }
     }
-    any.then_some(best as Token)
+    let mut max = f32::NEG_INFINITY;
+    for &x in lanes.iter().chain(rest) {
+        nan |= x.is_nan();
+        max = if x > max { x } else { max };
+    }
+    if nan {
+        return None;
+    }
+    logits.iter().position(|&x| x == max).map(|i| i as Token)
 }
 
 /// A source of randomness for sampling and verification.
@@ -162,40 +169,57 @@ impl Sampling {
     }
 
     /// Zeroes the tokens outside top-k and top-p (before normalisation).
+    ///
+    /// Sorting the whole vocabulary is the expensive part, so the best tokens are selected in
+    /// growing batches until the top-k cut or the nucleus is reached; the ordering (by
+    /// probability, then by id) and hence the result are those of a full sort.
     fn truncate(&self, probs: &mut [f64]) {
-        let mut order: Vec<u32> = (0..probs.len() as u32).collect();
         let by_prob = |a: &u32, b: &u32| {
             probs[*b as usize]
                 .total_cmp(&probs[*a as usize])
                 .then(a.cmp(b))
         };
-        let keep = self.top_k.unwrap_or(probs.len()).min(probs.len());
-        if keep < order.len() {
-            order.select_nth_unstable_by(keep - 1, by_prob);
-            order.truncate(keep);
-        }
-        order.sort_unstable_by(by_prob);
-        let mut kept = order.len();
-        if let Some(top_p) = self.top_p {
-            let total: f64 = order.iter().map(|&i| probs[i as usize]).sum();
-            let target = f64::from(top_p) * total;
-            let mut cumulative = 0.0;
-            for (n, &i) in order.iter().enumerate() {
-                cumulative += probs[i as usize];
-                if cumulative >= target {
-                    kept = n + 1;
-                    break;
-                }
+        let vocab = probs.len();
+        let cap = self.top_k.unwrap_or(vocab).min(vocab);
+        // Top-p applies to the distribution left by top-k: its target is a share of the
+        // top-k mass, so with a top-k cut the first batch is the whole cut.
+        let total: f64 = probs.iter().sum();
+        let mut order: Vec<u32> = (0..vocab as u32).collect();
+        let mut batch = if self.top_k.is_some() {
+            cap
+        } else {
+            64.min(cap)
+        };
+        let kept = loop {
+            if batch < order.len() {
+                order.select_nth_unstable_by(batch - 1, by_prob);
             }
-        }
-        let mut mask = vec![false; probs.len()];
-        for &i in &order[..kept] {
-            mask[i as usize] = true;
-        }
-        for (p, keep) in probs.iter_mut().zip(mask) {
-            if !keep {
-                *p = 0.0;
+            order[..batch].sort_unstable_by(by_prob);
+            let nucleus = self.top_p.and_then(|top_p| {
+                let mass = match self.top_k {
+                    Some(_) => order[..batch].iter().map(|&i| probs[i as usize]).sum(),
+                    None => total,
+                };
+                let target = f64::from(top_p) * mass;
+                let mut cumulative = 0.0;
+                order[..batch].iter().position(|&i| {
+                    cumulative += probs[i as usize];
+                    cumulative >= target
+                })
+            });
+            match nucleus {
+                Some(n) => break n + 1,
+                None if batch == cap => break cap,
+                None => batch = (batch * 4).min(cap),
             }
+        };
+        let kept: Vec<(u32, f64)> = order[..kept]
+            .iter()
+            .map(|&i| (i, probs[i as usize]))
+            .collect();
+        probs.fill(0.0);
+        for (i, p) in kept {
+            probs[i as usize] = p;
         }
     }
 
@@ -229,6 +253,69 @@ impl InvalidLogits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The obvious definitions the fast paths must match.
+    fn naive_argmax(logits: &[f32]) -> Option<Token> {
+        if logits.is_empty() || logits.iter().any(|x| x.is_nan()) {
+            return None;
+        }
+        let mut best = 0;
+        for (i, &x) in logits.iter().enumerate() {
+            if x > logits[best] {
+                best = i;
+            }
+        }
+        Some(best as Token)
+    }
+
+    fn naive_truncate(sampling: &Sampling, probs: &mut [f64]) {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let mut keep = sampling.top_k.unwrap_or(probs.len()).min(probs.len());
+        if let Some(p) = sampling.top_p {
+            let target = f64::from(p) * order[..keep].iter().map(|&i| probs[i]).sum::<f64>();
+            let mut cumulative = 0.0;
+            for (n, &i) in order[..keep].iter().enumerate() {
+                cumulative += probs[i];
+                if cumulative >= target {
+                    keep = n + 1;
+                    break;
+                }
+            }
+        }
+        for &i in &order[keep..] {
+            probs[i] = 0.0;
+        }
+    }
+
+    fn logit() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => (-4i32..4).prop_map(|x| x as f32),
+            4 => -10.0f32..10.0,
+            1 => Just(f32::NEG_INFINITY),
+            1 => Just(f32::NAN),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn argmax_matches_the_naive_scan(logits in prop::collection::vec(logit(), 0..300)) {
+            prop_assert_eq!(argmax(&logits), naive_argmax(&logits));
+        }
+
+        #[test]
+        fn truncation_matches_a_full_sort(
+            probs in prop::collection::vec(prop_oneof![Just(0.0f64), 0.0f64..1.0, Just(0.5)], 1..600),
+            top_k in prop::option::of(1usize..400), top_p in prop::option::of(0.01f32..1.0),
+        ) {
+            let sampling = Sampling::new(1.0, top_k, top_p).unwrap();
+            let (mut fast, mut slow) = (probs.clone(), probs);
+            sampling.truncate(&mut fast);
+            naive_truncate(&sampling, &mut slow);
+            prop_assert_eq!(fast, slow);
+        }
+    }
 
     #[test]
     fn argmax_breaks_ties_low_and_rejects_nan() {
