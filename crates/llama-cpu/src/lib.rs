@@ -1,1 +1,63 @@
-//! llama-cpu: under construction (see its issue).
+//! # llama-cpu
+//!
+//! A small, clear CPU implementation of a LLaMA-architecture transformer (the Hugging Face
+//! `LlamaForCausalLM` layout: RMSNorm, rotary positions with `rotate_half`, grouped-query
+//! attention, SwiGLU, tied or untied output embeddings) that implements the
+//! [`LogitsModel`](decoding_core::LogitsModel) contract of this workspace. Use it to decode
+//! real checkpoints with any strategy of the workspace, and read it as the reference for
+//! implementing the contract in your own engine.
+//!
+//! ```
+//! use decoding_core::{generate, DecodeConfig, LogitsModel, Plain};
+//! use llama_cpu::Llama;
+//!
+//! # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/pycoder-16m");
+//! # if !std::path::Path::new(dir).exists() { return Ok(()); }
+//! let mut model = Llama::load(dir)?.with_threads(2);
+//! let prompt = [1394, 2002, 12]; // token ids from the model's tokenizer
+//! let config = DecodeConfig::new(8).with_eos([0]);
+//! # use rand::SeedableRng;
+//! let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1); // unused when greedy
+//! let out = generate(&mut model, Plain, &prompt, &config, &mut rng)?;
+//! assert_eq!(out.stats.tau(), 1.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## How it implements the contract
+//!
+//! * **Tree attention.** A forward evaluates every node of the [`TokenTree`] at position
+//!   `committed_len + depth(node)`; node `n` attends to the committed keys and values and to
+//!   those of its root-to-`n` path (ancestors and itself), in position order, never to other
+//!   branches. No mask matrix is built: the visible rows are listed from the parent links.
+//! * **KV cache.** Each layer keeps the committed rows, then one row per node of the last
+//!   forward, in node order. `commit(path)` moves the rows of the path right behind the
+//!   committed ones and drops the rest.
+//! * **Logits on demand.** The final norm and the output projection run only for the nodes
+//!   that asked for logits; their final hidden states stay readable through
+//!   [`HiddenStates`](decoding_core::HiddenStates) (for Medusa heads).
+//! * **Batch invariance.** A node's logits are bit-identical whatever else is in the tree and
+//!   however the cache was filled (one prefill or many commits), and for any thread count:
+//!   every output element is computed by one fixed sequence of float operations that depends
+//!   only on that row's inputs (per-row dot products with a fixed accumulation order; no
+//!   GEMM whose blocking changes with the batch). Greedy decoding with any drafting strategy
+//!   therefore reproduces plain greedy decoding exactly, with no near-tie exceptions.
+//! * **Threads.** [`Llama::with_threads`] splits the projections by output columns and the
+//!   attention by heads between scoped threads started inside each forward pass. There is
+//!   no global thread pool.
+//!
+//! Weights are read from safetensors in f32, f16 or bf16 and computed in f32. Loading
+//! reports a missing tensor, a wrong shape, an unsupported dtype, a truncated file or a bad
+//! configuration as a [`LoadError`].
+//!
+//! [`TokenTree`]: decoding_core::TokenTree
+
+mod cache;
+mod config;
+mod error;
+mod math;
+mod model;
+mod weights;
+
+pub use config::LlamaConfig;
+pub use error::LoadError;
+pub use model::Llama;

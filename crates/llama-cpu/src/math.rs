@@ -1,0 +1,269 @@
+//! The arithmetic, written so that every output element is computed by one fixed sequence of
+//! float operations that depends only on its own inputs.
+//!
+//! That is what makes the model *batch invariant*: a node's logits are the same bits whether
+//! it is evaluated alone, inside a large tree, or as part of a prefill. Optimised GEMMs
+//! usually break this (the reduction order of an element changes with the matrix shape, the
+//! blocking, or the thread count); here every dot product, whatever kernel tile computes it,
+//! accumulates element `i` into partial sum `i % LANES` in increasing `i`, then adds the
+//! partial sums in one fixed tree ([`dot`]). Tiles only decide how many dot products share
+//! their loads, and threads only decide who computes which output column.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+/// Partial sums per dot product (two SSE registers, one AVX register).
+const LANES: usize = 8;
+
+type Acc = [f32; LANES];
+
+/// Adds the partial sums in a fixed order.
+#[inline(always)]
+fn reduce(acc: Acc) -> f32 {
+    let quad = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (quad[0] + quad[2]) + (quad[1] + quad[3])
+}
+
+/// `acc[l] += x[l] * w[l]` for every lane (written so that the compiler vectorises it).
+#[inline(always)]
+fn multiply_add(acc: &mut Acc, x: &Acc, w: &Acc) {
+    for l in 0..LANES {
+        acc[l] += x[l] * w[l];
+    }
+}
+
+/// The dot products of `R` input rows with `C` weight rows (all of the same length), as
+/// `out[r][c]`. Every product is accumulated exactly as [`dot`] does it: the tile shape only
+/// decides which loads are shared.
+#[inline(always)]
+fn tile<const R: usize, const C: usize>(xs: [&[f32]; R], ws: [&[f32]; C]) -> [[f32; C]; R] {
+    let len = xs[0].len();
+    let full = len - len % LANES;
+    let mut acc = [[[0.0f32; LANES]; C]; R];
+    for start in (0..full).step_by(LANES) {
+        let lanes = start..start + LANES;
+        let x: [&Acc; R] = std::array::from_fn(|r| xs[r][lanes.clone()].try_into().unwrap());
+        for c in 0..C {
+            let w: &Acc = ws[c][lanes.clone()].try_into().unwrap();
+            for r in 0..R {
+                multiply_add(&mut acc[r][c], x[r], w);
+            }
+        }
+    }
+    for (l, i) in (full..len).enumerate() {
+        for r in 0..R {
+            for c in 0..C {
+                acc[r][c][l] += xs[r][i] * ws[c][i];
+            }
+        }
+    }
+    acc.map(|row| row.map(reduce))
+}
+
+/// The dot product of two equally long slices, in the fixed order described in the module
+/// docs.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    tile::<1, 1>([a], [b])[0][0]
+}
+
+/// `out[i][o] = dot(x[i], w[o])`: a projection of the rows of `x` (`m x k`, rows contiguous)
+/// by the weights `w` (`n x k`, HF `[out, in]` layout), with `out` of shape `m x n`.
+///
+/// With `threads > 1` the output columns are split between that many scoped threads; the
+/// bits do not change.
+pub(crate) fn matmul(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    mut out: ArrayViewMut2<'_, f32>,
+    threads: usize,
+) {
+    debug_assert_eq!(x.ncols(), w.ncols());
+    debug_assert_eq!(out.dim(), (x.nrows(), w.nrows()));
+    let n = w.nrows();
+    // Split only when each thread gets enough work to pay for its start.
+    let work = x.nrows() * n * x.ncols();
+    let threads = threads
+        .clamp(1, n.div_ceil(COLS))
+        .min(1 + work / MIN_WORK_PER_THREAD);
+    if threads <= 1 {
+        return matmul_serial(x, w, out);
+    }
+    let per_thread = n.div_ceil(threads).next_multiple_of(COLS);
+    std::thread::scope(|scope| {
+        let mut parts = out
+            .axis_chunks_iter_mut(Axis(1), per_thread)
+            .zip(w.axis_chunks_iter(Axis(0), per_thread));
+        let mine = parts.next();
+        for (out, w) in parts {
+            scope.spawn(move || matmul_serial(x, w, out));
+        }
+        if let Some((out, w)) = mine {
+            matmul_serial(x, w, out);
+        }
+    });
+}
+
+/// Weight rows that share one pass over an input row.
+const COLS: usize = 4;
+
+/// Multiply-adds below which a second thread costs more than it saves.
+const MIN_WORK_PER_THREAD: usize = 1 << 17;
+
+fn matmul_serial(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
+    let rows: Vec<&[f32]> = x
+        .rows()
+        .into_iter()
+        .map(|r| r.to_slice().unwrap())
+        .collect();
+    let weights: Vec<&[f32]> = w
+        .rows()
+        .into_iter()
+        .map(|r| r.to_slice().unwrap())
+        .collect();
+    let mut o = 0;
+    while o < weights.len() {
+        if weights.len() - o >= COLS {
+            let ws: [&[f32]; COLS] = std::array::from_fn(|c| weights[o + c]);
+            let mut i = 0;
+            while i + 2 <= rows.len() {
+                let y = tile::<2, COLS>([rows[i], rows[i + 1]], ws);
+                for r in 0..2 {
+                    for c in 0..COLS {
+                        out[[i + r, o + c]] = y[r][c];
+                    }
+                }
+                i += 2;
+            }
+            if i < rows.len() {
+                let y = tile::<1, COLS>([rows[i]], ws);
+                for c in 0..COLS {
+                    out[[i, o + c]] = y[0][c];
+                }
+            }
+            o += COLS;
+        } else {
+            for (i, row) in rows.iter().enumerate() {
+                out[[i, o]] = dot(row, weights[o]);
+            }
+            o += 1;
+        }
+    }
+}
+
+/// RMSNorm of `x` into `out`: `weight * (x / sqrt(mean(x^2) + eps))`.
+pub(crate) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let scale = 1.0 / (dot(x, x) / x.len() as f32 + eps).sqrt();
+    for ((o, &x), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = w * (x * scale);
+    }
+}
+
+/// SiLU (`x * sigmoid(x)`).
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Rotary position embedding tables: `cos[p][i]`, `sin[p][i]` for position `p` and frequency
+/// `i < head / 2`, as HF computes them (f32 frequencies `theta^(-2i/head)`, f32 angles).
+#[derive(Clone, Debug)]
+pub(crate) struct Rope {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Rope {
+    pub(crate) fn new(head: usize, theta: f64, positions: usize) -> Self {
+        let half = head / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for &f in &inv_freq {
+                let angle = f64::from(p as f32 * f);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Self { half, cos, sin }
+    }
+
+    /// Rotates one head vector to `position` (non-interleaved halves, HF `rotate_half`).
+    pub(crate) fn apply(&self, x: &mut [f32], position: usize) {
+        let (a, b) = x.split_at_mut(self.half);
+        let table = position * self.half..(position + 1) * self.half;
+        for (((a, b), &c), &s) in a
+            .iter_mut()
+            .zip(b)
+            .zip(&self.cos[table.clone()])
+            .zip(&self.sin[table])
+        {
+            let (x1, x2) = (*a, *b);
+            *a = x1 * c - x2 * s;
+            *b = x2 * c + x1 * s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+
+    fn pseudo(i: usize) -> f32 {
+        ((i * 2654435761) % 1000) as f32 / 500.0 - 1.0
+    }
+
+    #[test]
+    fn matmul_rows_do_not_depend_on_the_batch_or_threads() {
+        for (m, k, n) in [(1, 13, 7), (5, 64, 9), (7, 37, 32), (3, 384, 1030)] {
+            let x = Array2::from_shape_fn((m, k), |(i, j)| pseudo(i * k + j));
+            let w = Array2::from_shape_fn((n, k), |(i, j)| pseudo(7 + i * k + j * 3));
+            let mut full = Array2::zeros((m, n));
+            matmul(x.view(), w.view(), full.view_mut(), 1);
+            let mut threaded = Array2::zeros((m, n));
+            matmul(x.view(), w.view(), threaded.view_mut(), 3);
+            assert_eq!(full, threaded);
+            for i in 0..m {
+                let mut one = Array2::zeros((1, n));
+                matmul(
+                    x.slice_axis(Axis(0), (i..i + 1).into()),
+                    w.view(),
+                    one.view_mut(),
+                    2,
+                );
+                assert_eq!(one.row(0), full.row(i));
+                for o in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|j| f64::from(x[[i, j]]) * f64::from(w[[o, j]]))
+                        .sum();
+                    assert!((f64::from(full[[i, o]]) - exact).abs() < 1e-4 * k as f64);
+                    assert_eq!(
+                        full[[i, o]],
+                        dot(x.row(i).to_slice().unwrap(), w.row(o).to_slice().unwrap())
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rope_rotates_pairs_of_halves() {
+        let rope = Rope::new(4, 10_000.0, 3);
+        let mut x = [1.0, 2.0, 3.0, 4.0];
+        rope.apply(&mut x, 0);
+        assert_eq!(x, [1.0, 2.0, 3.0, 4.0]);
+        rope.apply(&mut x, 1);
+        let (c, s) = (1f64.cos() as f32, 1f64.sin() as f32);
+        assert_eq!(x[0], 1.0 * c - 3.0 * s);
+        assert_eq!(x[2], 3.0 * c + 1.0 * s);
+    }
+}

@@ -1,0 +1,301 @@
+//! The eval runner: decodes every case of an eval file with one strategy on a real model and
+//! reports tau, nodes per step, overhead per step and wall-clock speed per task.
+//!
+//! ```text
+//! cargo run --release --example eval -- --strategy greedy \
+//!     --expected assets/eval/dev_greedy.json --out /tmp/greedy.json
+//! cargo run --release --example eval -- --cost-curve
+//! ```
+//!
+//! `--model DIR` holds `config.json`, `model.safetensors` (and optionally the Medusa heads a
+//! strategy may load); `--cases FILE` is an eval file as described in
+//! `assets/eval/README.md`. Decoding stops at the case's `max_new_tokens` or at EOS id 0.
+//! `--out FILE` receives one JSON record per case (see `common/eval_data.rs`). With
+//! `--expected FILE` every output is compared with the expected one, and for a greedy run
+//! each difference is explained by the logit gap at the first differing token.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate};
+use llama_cpu::Llama;
+use ndarray::Array2;
+use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
+use rand::SeedableRng;
+
+use common::eval_data::{self, CaseResult};
+use common::report;
+
+#[derive(Parser, Debug)]
+#[command(about = "Decode an eval set with one strategy and report tau, overhead and speed")]
+struct Args {
+    /// Model directory (config.json, model.safetensors, ...).
+    #[arg(long, default_value = "assets/pycoder-16m")]
+    model: PathBuf,
+    /// Eval cases (JSON).
+    #[arg(long, default_value = "assets/eval/dev_eval.json")]
+    cases: PathBuf,
+    /// Strategy specification, such as `greedy` or `lookahead:w=15,n=5,g=15`.
+    #[arg(long, default_value = "greedy")]
+    strategy: String,
+    /// Write per-case results (JSON) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Decode only the first N cases.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Top-k sampling.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Seed of the sampler (each case gets its own stream derived from it).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Expected outputs (`{case id: [token ids]}`) to compare with.
+    #[arg(long)]
+    expected: Option<PathBuf>,
+    /// Tree node budget per forward pass, root included.
+    #[arg(long, default_value_t = DecodeConfig::DEFAULT_MAX_NODES)]
+    max_nodes: usize,
+    /// Threads per forward pass (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Instead of decoding, print the cost of one forward over k = 1, 2, 4, ..., 128 nodes
+    /// on top of a 512-token cache, as a ratio to k = 1.
+    #[arg(long)]
+    cost_curve: bool,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let started = Instant::now();
+    let mut model = Llama::load(&args.model)?.with_threads(threads);
+    eprintln!(
+        "loaded {} in {:.0} ms ({threads} threads)",
+        args.model.display(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let set = eval_data::load_cases(&args.cases)?;
+    let cases = &set.cases[..args.limit.unwrap_or(usize::MAX).min(set.cases.len())];
+    if args.cost_curve {
+        return cost_curve(&mut model, &cases[0].prompt_ids);
+    }
+    let expected = match &args.expected {
+        Some(path) => Some(eval_data::load_expected(path)?),
+        None => None,
+    };
+    let env = SpecEnv {
+        vocab_size: model.vocab_size(),
+        model_dir: Some(&args.model),
+    };
+    let factory = spec::parse(&args.strategy, &env)?;
+    let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
+    println!("strategy: {}", factory.describe());
+
+    let mut results = Vec::with_capacity(cases.len());
+    for (index, case) in cases.iter().enumerate() {
+        let strategy = factory.build(&CaseInputs {
+            prompt: &case.prompt_ids,
+            references: &case.references,
+        })?;
+        let config = DecodeConfig::new(case.max_new_tokens)
+            .with_eos([0])
+            .with_sampling(sampling)
+            .with_max_nodes(args.max_nodes);
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
+            args.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let started = Instant::now();
+        let out = generate(&mut model, strategy, &case.prompt_ids, &config, &mut rng)?;
+        let wall = started.elapsed();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let identical = expected.as_ref().and_then(|e| match e.get(&case.id) {
+            Some(tokens) => Some(*tokens == out.tokens),
+            None => {
+                eprintln!("warning: no expected output for {}", case.id);
+                None
+            }
+        });
+        let result = CaseResult {
+            id: case.id.clone(),
+            task: case.task.clone(),
+            looping: eval_data::loops(&out.tokens),
+            forward_passes: out.stats.forward_passes(),
+            nodes: out.stats.tree_nodes(),
+            draft_nodes: out.stats.steps.iter().map(|s| s.draft_nodes).sum(),
+            model_ms: ms(out.stats.model_time()),
+            prefill_ms: out.stats.steps.first().map_or(0.0, |s| ms(s.model_time)),
+            overhead_ms: ms(out.stats.overhead_time()),
+            wall_ms: ms(wall),
+            identical,
+            metrics: out
+                .metrics
+                .iter()
+                .map(|m| (m.name.to_string(), m.value))
+                .collect(),
+            generated: out.tokens,
+        };
+        eprintln!(
+            "{:<20} {:>4} tokens  tau {:.3}  {:>8.1} ms{}",
+            result.id,
+            result.generated.len(),
+            result.generated.len() as f64 / result.forward_passes.max(1) as f64,
+            result.wall_ms,
+            match identical {
+                Some(true) => "  identical",
+                Some(false) => "  DIFFERS",
+                None => "",
+            }
+        );
+        if identical == Some(false) && sampling == Sampling::greedy() {
+            let reference = &expected.as_ref().expect("compared")[&case.id];
+            explain_difference(&mut model, case, &result.generated, reference)?;
+        }
+        results.push(result);
+    }
+
+    println!();
+    report::print_table(&results);
+    let metrics = report::mean_metrics(&results);
+    if !metrics.is_empty() {
+        println!("\nstrategy metrics (mean over cases):");
+        for (name, value) in metrics {
+            println!("  {name:<32} {value:.4}");
+        }
+    }
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints where a greedy output first departs from the expected one, and by how much the
+/// model's logit of the expected token trails its argmax there.
+fn explain_difference(
+    model: &mut Llama,
+    case: &eval_data::Case,
+    generated: &[u32],
+    expected: &[u32],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let at = generated
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(generated.len().min(expected.len()));
+    let (Some(&ours), Some(&theirs)) = (generated.get(at), expected.get(at)) else {
+        eprintln!(
+            "  {}: one output is a prefix of the other (at {at})",
+            case.id
+        );
+        return Ok(());
+    };
+    let mut context = case.prompt_ids.clone();
+    context.extend(&generated[..at]);
+    let mut tree = TokenTree::from_chain(&context)?;
+    for node in 0..tree.len() - 1 {
+        tree.set_needs_logits(node, false);
+    }
+    model.reset()?;
+    let mut logits = Array2::zeros((1, model.vocab_size()));
+    model.forward(&tree, logits.view_mut())?;
+    let row = logits.row(0);
+    eprintln!(
+        "  {}: first difference at token {at}: generated {ours} (logit {:.6}), expected {theirs} \
+         (logit {:.6}), gap {:.3e}",
+        case.id,
+        row[ours as usize],
+        row[theirs as usize],
+        row[ours as usize] - row[theirs as usize]
+    );
+    Ok(())
+}
+
+/// Times one forward over trees of k = 1, 2, 4, ..., 128 nodes on top of a 512-token cache:
+/// a chain, and a bushy tree (every node has up to 4 children, filled breadth first).
+fn cost_curve(model: &mut Llama, prompt: &[u32]) -> Result<(), Box<dyn std::error::Error>> {
+    const CACHE: usize = 512;
+    let context: Vec<u32> = prompt.iter().copied().cycle().take(CACHE).collect();
+    model.reset()?;
+    let mut prefill = TokenTree::from_chain(&context)?;
+    for node in 0..prefill.len() {
+        prefill.set_needs_logits(node, false);
+    }
+    let mut none = Array2::zeros((0, model.vocab_size()));
+    model.forward(&prefill, none.view_mut())?;
+    model.commit(&(0..CACHE).collect::<Vec<_>>())?;
+
+    let ks = [1usize, 2, 4, 8, 16, 32, 64, 128];
+    let mut table: BTreeMap<usize, [f64; 2]> = BTreeMap::new();
+    for (shape, name) in [(0, "chain"), (1, "bushy")] {
+        for &k in &ks {
+            let tree = if shape == 0 {
+                TokenTree::from_chain(&context[..k])?
+            } else {
+                bushy_tree(&context, k, 4)?
+            };
+            let mut logits = Array2::zeros((tree.logits_rows(), model.vocab_size()));
+            let mut best = f64::INFINITY;
+            let repeats = (256 / k).clamp(5, 50);
+            for _ in 0..repeats {
+                let started = Instant::now();
+                model.forward(&tree, logits.view_mut())?;
+                best = best.min(started.elapsed().as_secs_f64() * 1e3);
+            }
+            model.truncate(CACHE)?;
+            table.entry(k).or_default()[shape] = best;
+            eprintln!("{name} k={k}: {best:.3} ms");
+        }
+    }
+    println!(
+        "forward over a {CACHE}-token cache, {} threads (best of several runs)",
+        model.threads()
+    );
+    println!(
+        "{:>4} {:>10} {:>7} {:>10} {:>7}",
+        "k", "chain ms", "ratio", "bushy ms", "ratio"
+    );
+    let base = table[&1];
+    for (k, [chain, bushy]) in &table {
+        println!(
+            "{k:>4} {chain:>10.3} {:>7.2} {bushy:>10.3} {:>7.2}",
+            chain / base[0],
+            bushy / base[1]
+        );
+    }
+    Ok(())
+}
+
+/// A tree of `k` nodes where each node gets up to `fanout` children, breadth first, with
+/// tokens taken from `pool` (distinct among siblings).
+fn bushy_tree(
+    pool: &[u32],
+    k: usize,
+    fanout: usize,
+) -> Result<TokenTree, Box<dyn std::error::Error>> {
+    let mut tree = TokenTree::new(pool[0]);
+    let mut parent = 0;
+    while tree.len() < k {
+        for child in 0..fanout {
+            if tree.len() == k {
+                break;
+            }
+            tree.push(parent, 1 + (parent * fanout + child) as u32)?;
+        }
+        parent += 1;
+    }
+    Ok(tree)
+}
