@@ -56,6 +56,7 @@ mod config;
 mod error;
 mod math;
 mod model;
+mod team;
 mod weights;
 
 pub use config::LlamaConfig;

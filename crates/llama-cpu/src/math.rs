@@ -7,11 +7,12 @@
 //! blocking, or the thread count); here every dot product, whatever kernel tile computes it,
 //! accumulates element `i` into partial sum `i % LANES` in increasing `i`, then adds the
 //! partial sums in one fixed tree ([`dot`]). Tiles only decide how many dot products share
-//! their loads, and threads only decide who computes which output column.
+//! their loads (and threads, in `team.rs`, only who computes which output column).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// Partial sums per dot product (two SSE registers, one AVX register).
+/// Partial sums per dot product (two SSE registers, one AVX register). Changing it changes
+/// the bits of every result, and nothing else.
 const LANES: usize = 8;
 
 type Acc = [f32; LANES];
@@ -71,86 +72,42 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     tile::<1, 1>([a], [b])[0][0]
 }
 
+/// Weight rows that share one pass over the input rows.
+pub(crate) const COLS: usize = 4;
+
+/// Input rows processed together, so that they stay in cache while the weights stream by.
+const ROW_BLOCK: usize = 64;
+
 /// `out[i][o] = dot(x[i], w[o])`: a projection of the rows of `x` (`m x k`, rows contiguous)
-/// by the weights `w` (`n x k`, HF `[out, in]` layout), with `out` of shape `m x n`.
-///
-/// With `threads > 1` the output columns are split between that many scoped threads; the
-/// bits do not change.
-pub(crate) fn matmul(
-    x: ArrayView2<'_, f32>,
-    w: ArrayView2<'_, f32>,
+/// by the weights `w` (`n x k`, HF `[out, in]` layout, rows contiguous), with `out` of shape
+/// `m x n`. Each input row meets [`COLS`] weight rows at a time (they share its loads); every
+/// element is still exactly [`dot`] of its two rows.
+pub(crate) fn matmul<'a>(
+    x: ArrayView2<'a, f32>,
+    w: ArrayView2<'a, f32>,
     mut out: ArrayViewMut2<'_, f32>,
-    threads: usize,
 ) {
-    debug_assert_eq!(x.ncols(), w.ncols());
-    debug_assert_eq!(out.dim(), (x.nrows(), w.nrows()));
-    let n = w.nrows();
-    // Split only when each thread gets enough work to pay for its start.
-    let work = x.nrows() * n * x.ncols();
-    let threads = threads
-        .clamp(1, n.div_ceil(COLS))
-        .min(1 + work / MIN_WORK_PER_THREAD);
-    if threads <= 1 {
-        return matmul_serial(x, w, out);
-    }
-    let per_thread = n.div_ceil(threads).next_multiple_of(COLS);
-    std::thread::scope(|scope| {
-        let mut parts = out
-            .axis_chunks_iter_mut(Axis(1), per_thread)
-            .zip(w.axis_chunks_iter(Axis(0), per_thread));
-        let mine = parts.next();
-        for (out, w) in parts {
-            scope.spawn(move || matmul_serial(x, w, out));
-        }
-        if let Some((out, w)) = mine {
-            matmul_serial(x, w, out);
-        }
-    });
-}
-
-/// Weight rows that share one pass over an input row.
-const COLS: usize = 4;
-
-/// Multiply-adds below which a second thread costs more than it saves.
-const MIN_WORK_PER_THREAD: usize = 1 << 17;
-
-fn matmul_serial(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
-    let rows: Vec<&[f32]> = x
-        .rows()
-        .into_iter()
-        .map(|r| r.to_slice().unwrap())
-        .collect();
-    let weights: Vec<&[f32]> = w
-        .rows()
-        .into_iter()
-        .map(|r| r.to_slice().unwrap())
-        .collect();
-    let mut o = 0;
-    while o < weights.len() {
-        if weights.len() - o >= COLS {
+    let slices = |a: ArrayView2<'a, f32>| -> Vec<&'a [f32]> {
+        let all = a.to_slice().expect("standard layout");
+        all.chunks_exact(a.ncols().max(1)).collect()
+    };
+    let (rows, weights) = (slices(x), slices(w));
+    let full = weights.len() - weights.len() % COLS;
+    for first in (0..rows.len()).step_by(ROW_BLOCK) {
+        let block = first..rows.len().min(first + ROW_BLOCK);
+        for o in (0..full).step_by(COLS) {
             let ws: [&[f32]; COLS] = std::array::from_fn(|c| weights[o + c]);
-            let mut i = 0;
-            while i + 2 <= rows.len() {
-                let y = tile::<2, COLS>([rows[i], rows[i + 1]], ws);
-                for r in 0..2 {
-                    for c in 0..COLS {
-                        out[[i + r, o + c]] = y[r][c];
-                    }
-                }
-                i += 2;
-            }
-            if i < rows.len() {
-                let y = tile::<1, COLS>([rows[i]], ws);
-                for c in 0..COLS {
-                    out[[i, o + c]] = y[0][c];
+            for i in block.clone() {
+                let [y] = tile::<1, COLS>([rows[i]], ws);
+                for (c, y) in y.into_iter().enumerate() {
+                    out[[i, o + c]] = y;
                 }
             }
-            o += COLS;
-        } else {
-            for (i, row) in rows.iter().enumerate() {
-                out[[i, o]] = dot(row, weights[o]);
+        }
+        for o in full..weights.len() {
+            for i in block.clone() {
+                out[[i, o]] = dot(rows[i], weights[o]);
             }
-            o += 1;
         }
     }
 }
@@ -214,7 +171,7 @@ impl Rope {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::Array2;
+    use ndarray::{Array2, Axis};
 
     use super::*;
 
@@ -223,23 +180,16 @@ mod tests {
     }
 
     #[test]
-    fn matmul_rows_do_not_depend_on_the_batch_or_threads() {
+    fn matmul_rows_do_not_depend_on_the_batch() {
         for (m, k, n) in [(1, 13, 7), (5, 64, 9), (7, 37, 32), (3, 384, 1030)] {
             let x = Array2::from_shape_fn((m, k), |(i, j)| pseudo(i * k + j));
             let w = Array2::from_shape_fn((n, k), |(i, j)| pseudo(7 + i * k + j * 3));
             let mut full = Array2::zeros((m, n));
-            matmul(x.view(), w.view(), full.view_mut(), 1);
-            let mut threaded = Array2::zeros((m, n));
-            matmul(x.view(), w.view(), threaded.view_mut(), 3);
-            assert_eq!(full, threaded);
+            matmul(x.view(), w.view(), full.view_mut());
             for i in 0..m {
                 let mut one = Array2::zeros((1, n));
-                matmul(
-                    x.slice_axis(Axis(0), (i..i + 1).into()),
-                    w.view(),
-                    one.view_mut(),
-                    2,
-                );
+                let row = x.slice_axis(Axis(0), (i..i + 1).into());
+                matmul(row, w.view(), one.view_mut());
                 assert_eq!(one.row(0), full.row(i));
                 for o in 0..n {
                     let exact: f64 = (0..k)

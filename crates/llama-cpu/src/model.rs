@@ -1,14 +1,17 @@
 //! The model: a LLaMA forward pass over a token tree, with a compacting KV cache.
 
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use decoding_core::{HiddenStates, LogitsModel, ModelError, NodeId, TokenTree};
-use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::error::LoadError;
-use crate::math::{Rope, dot, matmul, rms_norm, silu};
+use crate::math::{COLS, Rope, dot, matmul, rms_norm, silu};
+use crate::team::{Task, Team, split};
 use crate::weights::{Layer, Weights};
 
 /// A LLaMA-architecture model on the CPU, in f32, implementing [`LogitsModel`] with tree
@@ -19,10 +22,23 @@ use crate::weights::{Layer, Weights};
 /// crate docs).
 #[derive(Clone, Debug)]
 pub struct Llama {
+    net: Net,
+    threads: usize,
+    min_work: usize,
+    state: State,
+}
+
+/// What a forward pass reads: the configuration, the weights and the RoPE tables.
+#[derive(Clone, Debug)]
+struct Net {
     config: LlamaConfig,
     weights: Weights,
     rope: Rope,
-    threads: usize,
+}
+
+/// What a forward pass and a commit change.
+#[derive(Clone, Debug)]
+struct State {
     /// One cache per layer: `committed` rows, then the rows of the last forward's nodes.
     cache: Vec<KvCache>,
     committed: usize,
@@ -33,6 +49,10 @@ pub struct Llama {
     /// `hidden_row[node]`: the row of `hidden` holding `node`, for the last forward.
     hidden_row: Vec<Option<usize>>,
 }
+
+/// Multiply-adds below which handing work to another thread costs more than it saves
+/// (a channel round trip is a few microseconds).
+const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
 impl Llama {
     /// Loads `dir/config.json` and `dir/model.safetensors`.
@@ -57,26 +77,39 @@ impl Llama {
             config.rope_theta,
             config.max_position_embeddings,
         );
-        Ok(Self {
+        let state = State {
             cache: (0..config.num_hidden_layers)
                 .map(|_| KvCache::new(config.kv_heads() * config.head_width()))
                 .collect(),
-            config,
-            weights,
-            rope,
-            threads: 1,
             committed: 0,
             uncommitted: None,
-            hidden: Array2::zeros((0, 0)),
+            hidden: Array2::zeros((0, config.hidden_size)),
             hidden_row: Vec::new(),
+        };
+        Ok(Self {
+            net: Net {
+                config,
+                weights,
+                rope,
+            },
+            threads: 1,
+            min_work: MIN_WORK_PER_THREAD,
+            state,
         })
     }
 
-    /// Uses `threads` threads (at least 1) per forward pass: big projections are split by
-    /// output columns and attention by heads, between threads started inside the call and
+    /// Uses `threads` threads (at least 1) per forward pass: projections are split by output
+    /// columns and attention by heads, between helper threads started inside each call and
     /// joined before it returns. Results are bit-identical for every thread count.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// Splits a projection or an attention between threads only when each thread gets at
+    /// least `multiply_adds` of work (default 65536); 0 splits everything (for tests).
+    pub fn with_min_work_per_thread(mut self, multiply_adds: usize) -> Self {
+        self.min_work = multiply_adds;
         self
     }
 
@@ -87,7 +120,92 @@ impl Llama {
 
     /// The configuration.
     pub fn config(&self) -> &LlamaConfig {
-        &self.config
+        &self.net.config
+    }
+
+    /// Checks a forward's arguments against the model.
+    fn check_forward(
+        &self,
+        tree: &TokenTree,
+        logits: &ArrayViewMut2<'_, f32>,
+    ) -> Result<(), ModelError> {
+        let config = &self.net.config;
+        tree.check_vocab(config.vocab_size)?;
+        let expected = (tree.logits_rows(), config.vocab_size);
+        if logits.dim() != expected {
+            return Err(ModelError::msg(format!(
+                "logits buffer is {:?}, expected {expected:?}",
+                logits.dim()
+            )));
+        }
+        let needed = self.state.committed + tree.max_depth() + 1;
+        if needed > config.max_position_embeddings {
+            return Err(ModelError::msg(format!(
+                "the tree needs {needed} positions, over the model's {}",
+                config.max_position_embeddings
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Net {
+    /// The residual stream after all layers for every node of `tree`, whose keys and values
+    /// are appended to the caches after the `committed` rows.
+    fn layers<'env>(
+        &'env self,
+        team: &Team<'env>,
+        caches: Vec<&'env mut KvCache>,
+        tree: &'env TokenTree,
+        committed: usize,
+    ) -> Array2<f32> {
+        let mut x = Array2::zeros((tree.len(), self.config.hidden_size));
+        for (mut row, &token) in x.rows_mut().into_iter().zip(tree.tokens()) {
+            row.assign(&self.weights.embed.row(token as usize));
+        }
+        for (layer, cache) in self.weights.layers.iter().zip(caches) {
+            cache.truncate(committed);
+            self.block(team, layer, cache, tree, committed, &mut x);
+        }
+        x
+    }
+
+    /// One transformer block: updates the residual stream `x` and appends the nodes' keys and
+    /// values to `cache`.
+    fn block<'env>(
+        &'env self,
+        team: &Team<'env>,
+        layer: &'env Layer,
+        cache: &'env mut KvCache,
+        tree: &'env TokenTree,
+        committed: usize,
+        x: &mut Array2<f32>,
+    ) {
+        let c = &self.config;
+        let head = c.head_width();
+        let (q_dim, kv_dim) = (c.num_attention_heads * head, c.kv_heads() * head);
+
+        let h = Arc::new(self.norm_rows(x, &layer.attn_norm));
+        let mut qkv = project(team, &h, &layer.qkv);
+        for (node, mut row) in qkv.rows_mut().into_iter().enumerate() {
+            let position = committed + tree.depth(node);
+            let row = row.as_slice_mut().expect("standard layout");
+            for head_vector in row[..q_dim + kv_dim].chunks_exact_mut(head) {
+                self.rope.apply(head_vector, position);
+            }
+            cache.push(&row[q_dim..q_dim + kv_dim], &row[q_dim + kv_dim..]);
+        }
+        let cache: &'env KvCache = cache;
+        let attended = Arc::new(self.attention(team, cache, tree, committed, Arc::new(qkv)));
+        *x += &project(team, &attended, &layer.o);
+
+        let h = Arc::new(self.norm_rows(x, &layer.mlp_norm));
+        let gate_up = project(team, &h, &layer.gate_up);
+        let ffn = c.intermediate_size;
+        let act = Array2::from_shape_fn((tree.len(), ffn), |(i, j)| {
+            silu(gate_up[[i, j]]) * gate_up[[i, ffn + j]]
+        });
+        *x += &project(team, &Arc::new(act), &layer.down);
     }
 
     /// RMSNorm of every row of `x`.
@@ -105,96 +223,42 @@ impl Llama {
         out
     }
 
-    /// One transformer block over the `n` nodes of `tree`, updating the residual stream `x`
-    /// and appending the nodes' keys and values to `cache`.
-    fn block(&self, layer: &Layer, cache: &mut KvCache, tree: &TokenTree, x: &mut Array2<f32>) {
-        let c = &self.config;
-        let (n, head) = (tree.len(), c.head_width());
-        let (q_dim, kv_dim) = (c.num_attention_heads * head, c.kv_heads() * head);
-
-        let h = self.norm_rows(x, &layer.attn_norm);
-        let mut qkv = Array2::zeros((n, q_dim + 2 * kv_dim));
-        matmul(h.view(), layer.qkv.view(), qkv.view_mut(), self.threads);
-        for (node, mut row) in qkv.rows_mut().into_iter().enumerate() {
-            let position = self.committed + tree.depth(node);
-            let row = row.as_slice_mut().expect("standard layout");
-            for head_vector in row[..q_dim + kv_dim].chunks_exact_mut(head) {
-                self.rope.apply(head_vector, position);
-            }
-            cache.push(&row[q_dim..q_dim + kv_dim], &row[q_dim + kv_dim..]);
-        }
-
-        let mut attended = Array2::zeros((n, q_dim));
-        self.attention(cache, tree, qkv.view(), attended.view_mut());
-        let mut out = Array2::zeros((n, c.hidden_size));
-        matmul(
-            attended.view(),
-            layer.o.view(),
-            out.view_mut(),
-            self.threads,
-        );
-        *x += &out;
-
-        let h = self.norm_rows(x, &layer.mlp_norm);
-        let ffn = c.intermediate_size;
-        let mut gate_up = Array2::zeros((n, 2 * ffn));
-        matmul(
-            h.view(),
-            layer.gate_up.view(),
-            gate_up.view_mut(),
-            self.threads,
-        );
-        let act = Array2::from_shape_fn((n, ffn), |(i, j)| {
-            silu(gate_up[[i, j]]) * gate_up[[i, ffn + j]]
-        });
-        matmul(act.view(), layer.down.view(), out.view_mut(), self.threads);
-        *x += &out;
+    /// Tree attention of every node (queries in the first columns of `qkv`), its heads split
+    /// between the team.
+    fn attention<'env>(
+        &'env self,
+        team: &Team<'env>,
+        cache: &'env KvCache,
+        tree: &'env TokenTree,
+        committed: usize,
+        qkv: Arc<Array2<f32>>,
+    ) -> Array2<f32> {
+        let (heads, head) = (self.config.num_attention_heads, self.config.head_width());
+        let work = tree.len() * (committed + tree.max_depth() + 1) * heads * head;
+        let tasks = split(heads, team.parts(work), 1)
+            .into_iter()
+            .map(|heads| {
+                let qkv = Arc::clone(&qkv);
+                Box::new(move || self.attend(cache, tree, committed, &qkv, heads)) as Task<'env>
+            })
+            .collect();
+        concatenate_columns(team.run(tasks))
     }
 
-    /// Tree attention (`q` is read from the first columns of each row of `q`): node `n` attends to the committed rows of `cache` and to the rows of
-    /// its root-to-`n` path, in position order. Heads are split between threads.
-    fn attention(
+    /// Attention of every node for the query heads `heads`: node `n` attends to the
+    /// committed rows of `cache` and to the rows of its root-to-`n` path, in position order.
+    fn attend(
         &self,
         cache: &KvCache,
         tree: &TokenTree,
-        q: ArrayView2<'_, f32>,
-        mut out: ArrayViewMut2<'_, f32>,
-    ) {
-        let head = self.config.head_width();
-        let heads = self.config.num_attention_heads;
-        let work = tree.len() * (self.committed + tree.max_depth() + 1) * heads * head;
-        let threads = self.threads.min(heads).min(1 + work / (1 << 16));
-        let per_thread = heads.div_ceil(threads);
-        let run = |first_head: usize, out: ArrayViewMut2<'_, f32>| {
-            self.attend_heads(cache, tree, q, first_head, out);
-        };
-        std::thread::scope(|scope| {
-            let mut parts = out
-                .axis_chunks_iter_mut(Axis(1), per_thread * head)
-                .enumerate();
-            let mine = parts.next();
-            for (i, part) in parts {
-                scope.spawn(move || run(i * per_thread, part));
-            }
-            if let Some((_, part)) = mine {
-                run(0, part);
-            }
-        });
-    }
-
-    /// Attention of every node for the heads `first_head..` that `out`'s columns cover.
-    fn attend_heads(
-        &self,
-        cache: &KvCache,
-        tree: &TokenTree,
-        q: ArrayView2<'_, f32>,
-        first_head: usize,
-        mut out: ArrayViewMut2<'_, f32>,
-    ) {
+        committed: usize,
+        qkv: &Array2<f32>,
+        heads: Range<usize>,
+    ) -> Array2<f32> {
         let head = self.config.head_width();
         let group = self.config.num_attention_heads / self.config.kv_heads();
         let scale = 1.0 / (head as f32).sqrt();
-        let committed = self.committed;
+        let mut out = Array2::zeros((tree.len(), heads.len() * head));
         let (mut path, mut rows, mut scores) = (Vec::new(), Vec::new(), Vec::new());
         let mut acc = vec![0.0f32; head];
         for node in 0..tree.len() {
@@ -202,15 +266,10 @@ impl Llama {
             rows.clear();
             rows.extend(0..committed);
             rows.extend(path.iter().map(|&a| committed + a));
-            for (k, mut out_head) in out
-                .row_mut(node)
-                .exact_chunks_mut(head)
-                .into_iter()
-                .enumerate()
-            {
-                let h = first_head + k;
+            let q_row = qkv.row(node).to_slice().expect("standard layout");
+            for (h, mut out_head) in heads.clone().zip(out.row_mut(node).exact_chunks_mut(head)) {
                 let kv = h / group;
-                let q = &q.row(node).to_slice().expect("standard layout")[h * head..(h + 1) * head];
+                let q = &q_row[h * head..(h + 1) * head];
                 scores.clear();
                 scores.extend(rows.iter().map(|&r| dot(q, cache.key(r, kv, head)) * scale));
                 let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -229,40 +288,51 @@ impl Llama {
                 out_head.assign(&ndarray::aview1(&acc));
             }
         }
+        out
     }
+}
 
-    /// Checks a forward's arguments against the model.
-    fn check_forward(
-        &self,
-        tree: &TokenTree,
-        logits: &ArrayViewMut2<'_, f32>,
-    ) -> Result<(), ModelError> {
-        tree.check_vocab(self.config.vocab_size)?;
-        let expected = (tree.logits_rows(), self.config.vocab_size);
-        if logits.dim() != expected {
-            return Err(ModelError::msg(format!(
-                "logits buffer is {:?}, expected {expected:?}",
-                logits.dim()
-            )));
-        }
-        let needed = self.committed + tree.max_depth() + 1;
-        if needed > self.config.max_position_embeddings {
-            return Err(ModelError::msg(format!(
-                "the tree needs {needed} positions, over the model's {}",
-                self.config.max_position_embeddings
-            )));
-        }
-        Ok(())
+/// `x` projected by `w` (`[out, in]`), the output columns split between the team when the
+/// work is large enough.
+fn project<'env>(team: &Team<'env>, x: &Arc<Array2<f32>>, w: &'env Array2<f32>) -> Array2<f32> {
+    let tasks = split(w.nrows(), team.parts(x.len() * w.nrows()), COLS)
+        .into_iter()
+        .map(|cols| {
+            let x = Arc::clone(x);
+            Box::new(move || {
+                let w = w.slice_axis(Axis(0), cols.into());
+                let mut out = Array2::zeros((x.nrows(), w.nrows()));
+                matmul(x.view(), w, out.view_mut());
+                out
+            }) as Task<'env>
+        })
+        .collect();
+    concatenate_columns(team.run(tasks))
+}
+
+/// The blocks side by side, in a standard-layout array (a single block is returned as is).
+fn concatenate_columns(mut blocks: Vec<Array2<f32>>) -> Array2<f32> {
+    if blocks.len() == 1 {
+        return blocks.pop().expect("one block");
     }
+    let rows = blocks.first().map_or(0, |b| b.nrows());
+    let mut out = Array2::zeros((rows, blocks.iter().map(|b| b.ncols()).sum()));
+    let mut start = 0;
+    for block in &blocks {
+        let cols = start..start + block.ncols();
+        out.slice_axis_mut(Axis(1), cols.into()).assign(block);
+        start += block.ncols();
+    }
+    out
 }
 
 impl LogitsModel for Llama {
     fn vocab_size(&self) -> usize {
-        self.config.vocab_size
+        self.net.config.vocab_size
     }
 
     fn committed_len(&self) -> usize {
-        self.committed
+        self.state.committed
     }
 
     fn forward(
@@ -271,67 +341,56 @@ impl LogitsModel for Llama {
         mut logits: ArrayViewMut2<'_, f32>,
     ) -> Result<(), ModelError> {
         self.check_forward(tree, &logits)?;
-        self.uncommitted = None;
-        let mut cache = std::mem::take(&mut self.cache);
-        let mut x = Array2::zeros((tree.len(), self.config.hidden_size));
-        for (mut row, &token) in x.rows_mut().into_iter().zip(tree.tokens()) {
-            row.assign(&self.weights.embed.row(token as usize));
-        }
-        for (layer, cache) in self.weights.layers.iter().zip(&mut cache) {
-            cache.truncate(self.committed);
-            self.block(layer, cache, tree, &mut x);
-        }
-        self.cache = cache;
-
+        let (net, state) = (&self.net, &mut self.state);
+        state.uncommitted = None;
+        let committed = state.committed;
+        let caches: Vec<&mut KvCache> = state.cache.iter_mut().collect();
         let picked: Vec<NodeId> = tree.logits_nodes().collect();
-        let mut hidden = std::mem::take(&mut self.hidden);
-        if hidden.dim() != (picked.len(), self.config.hidden_size) {
-            hidden = Array2::zeros((picked.len(), self.config.hidden_size));
-        }
-        let chosen = x.select(Axis(0), &picked);
-        hidden.assign(&self.norm_rows(&chosen, &self.weights.norm));
-        matmul(
-            hidden.view(),
-            self.weights.output().view(),
-            logits.view_mut(),
-            self.threads,
-        );
-        self.hidden = hidden;
-        self.hidden_row = (0..tree.len()).map(|n| tree.logits_row(n)).collect();
-        self.uncommitted = Some(tree.clone());
+        let hidden = std::thread::scope(|scope| {
+            let team = Team::start(scope, self.threads - 1, self.min_work);
+            let x = net.layers(&team, caches, tree, committed);
+            let hidden = Arc::new(net.norm_rows(&x.select(Axis(0), &picked), &net.weights.norm));
+            logits.assign(&project(&team, &hidden, net.weights.output()));
+            hidden
+        });
+        state.hidden = Arc::unwrap_or_clone(hidden);
+        state.hidden_row = (0..tree.len()).map(|n| tree.logits_row(n)).collect();
+        state.uncommitted = Some(tree.clone());
         Ok(())
     }
 
     fn commit(&mut self, path: &[NodeId]) -> Result<(), ModelError> {
-        let tree = self
+        let state = &mut self.state;
+        let tree = state
             .uncommitted
             .take()
             .ok_or_else(|| ModelError::msg("commit without a forward since the last commit"))?;
         tree.check_path(path)?;
-        for cache in &mut self.cache {
-            cache.compact(self.committed, path);
+        for cache in &mut state.cache {
+            cache.compact(state.committed, path);
         }
-        self.committed += path.len();
+        state.committed += path.len();
         Ok(())
     }
 
     fn truncate(&mut self, len: usize) -> Result<(), ModelError> {
-        if len > self.committed {
+        let state = &mut self.state;
+        if len > state.committed {
             return Err(ModelError::msg(format!(
                 "cannot truncate to {len} tokens: only {} are committed",
-                self.committed
+                state.committed
             )));
         }
-        self.committed = len;
-        self.uncommitted = None;
-        for cache in &mut self.cache {
+        state.committed = len;
+        state.uncommitted = None;
+        for cache in &mut state.cache {
             cache.truncate(len);
         }
         Ok(())
     }
 
     fn max_context(&self) -> Option<usize> {
-        Some(self.config.max_position_embeddings)
+        Some(self.net.config.max_position_embeddings)
     }
 
     fn hidden_states(&mut self) -> Option<&mut dyn HiddenStates> {
@@ -341,7 +400,7 @@ impl LogitsModel for Llama {
 
 impl HiddenStates for Llama {
     fn hidden_size(&self) -> usize {
-        self.config.hidden_size
+        self.net.config.hidden_size
     }
 
     fn hidden_state(
@@ -349,7 +408,8 @@ impl HiddenStates for Llama {
         node: NodeId,
         mut out: ArrayViewMut1<'_, f32>,
     ) -> Result<(), ModelError> {
-        let row = self
+        let state = &self.state;
+        let row = state
             .hidden_row
             .get(node)
             .copied()
@@ -359,14 +419,14 @@ impl HiddenStates for Llama {
                     "node {node} asked for no logits in the last forward, so it has no hidden state"
                 ))
             })?;
-        if out.len() != self.config.hidden_size {
+        if out.len() != self.hidden_size() {
             return Err(ModelError::msg(format!(
                 "hidden state buffer has {} entries, expected {}",
                 out.len(),
-                self.config.hidden_size
+                self.hidden_size()
             )));
         }
-        out.assign(&self.hidden.row(row));
+        out.assign(&state.hidden.row(row));
         Ok(())
     }
 }

@@ -102,13 +102,13 @@ proptest! {
         let logits_a = forward(&mut a, &tree);
 
         // Cache filled by commits of tree paths with other branches around, three threads.
-        let mut b = model.clone().with_threads(3);
+        let mut b = model.clone().with_threads(3).with_min_work_per_thread(0);
         fill_by_tree_paths(&mut b, &context, &cuts, &noise);
         let logits_b = forward(&mut b, &tree);
         prop_assert_eq!(&logits_a, &logits_b);
 
         // Each node alone: its path as a chain after the context, only its row asked for.
-        let mut alone = model.clone().with_threads(2);
+        let mut alone = model.clone().with_threads(2).with_min_work_per_thread(0);
         let mut hidden_a = Array1::zeros(a.hidden_size());
         let mut hidden_alone = Array1::zeros(a.hidden_size());
         for n in tree.logits_nodes() {

@@ -149,7 +149,7 @@ proptest! {
             vocab: 37,
             truth: plain.tokens.clone(),
         };
-        let mut drafted_model = model.clone().with_threads(2);
+        let mut drafted_model = model.clone().with_threads(2).with_min_work_per_thread(0);
         let drafted = generate(&mut drafted_model, drafts, &prompt, &config, &mut rng).unwrap();
         prop_assert_eq!(&plain.tokens, &drafted.tokens);
         prop_assert_eq!(drafted_model.committed_len(), prompt.len() + plain.tokens.len() - 1);
