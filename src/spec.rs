@@ -94,7 +94,10 @@ impl SpecOptions {
                 message: "expected key=value".to_string(),
             })?;
             let key = key.trim().to_string();
-            if values.insert(key.clone(), value.trim().to_string()).is_some() {
+            if values
+                .insert(key.clone(), value.trim().to_string())
+                .is_some()
+            {
                 return Err(SpecError::BadValue {
                     key,
                     message: "given twice".to_string(),
@@ -216,10 +219,11 @@ impl StrategyFactory for JacobiFactory {
     }
 }
 
-/// `lookahead[:w=W,n=N,g=G,pool=prompt|none,output=BOOL,init=...,logits=top|all,fill=pool|init]`:
-/// lookahead decoding (defaults: the paper's W = 15, N = 5, G = 15; pool learns from the window
-/// and the output; `pool=prompt` also seeds it from the prompt). A full step drafts up to
-/// `(W + G) * (N - 1)` nodes: give the decoder that node budget to run the whole algorithm.
+/// `lookahead[:w=W,n=N,g=G,pool=prompt|none,output=BOOL,ext=E,init=...,logits=top|all,fill=pool|init]`:
+/// lookahead decoding (defaults: the paper's W = 15, N = 5, G = 15; the pool learns from the
+/// window and the output, `pool=prompt` also seeds it from the prompt; candidates extend up to
+/// `ext` tokens past N - 1 through the pool, default 16, 0 for the paper's fixed length). The
+/// paper's step is `(W + G) * (N - 1)` nodes: give the decoder that node budget.
 struct LookaheadFactory {
     config: lookahead::LookaheadConfig,
 }
@@ -239,6 +243,7 @@ impl LookaheadFactory {
             Some(other) => return Err(bad("pool", format!("`{other}`: expected prompt or none"))),
         };
         let output_pool = options.parse_or("output", true)?;
+        let extension = options.parse_or("ext", lookahead::LookaheadConfig::DEFAULT_EXTENSION)?;
         let init = options.parse_or("init", jacobi::Init::default())?;
         let logits = match options.get("logits").as_deref() {
             None | Some("top") => lookahead::WindowLogits::Top,
@@ -255,6 +260,7 @@ impl LookaheadFactory {
             .map_err(|e| bad("w/n/g", e.to_string()))?
             .with_prompt_pool(prompt_pool)
             .with_output_pool(output_pool)
+            .with_extension(extension)
             .with_init(init)
             .with_window_logits(logits)
             .with_fill(fill);
@@ -266,12 +272,13 @@ impl StrategyFactory for LookaheadFactory {
     fn describe(&self) -> String {
         let c = &self.config;
         format!(
-            "lookahead:w={},n={},g={},pool={},output={},init={},logits={},fill={}",
+            "lookahead:w={},n={},g={},pool={},output={},ext={},init={},logits={},fill={}",
             c.window(),
             c.ngram(),
             c.guesses(),
             if c.prompt_pool() { "prompt" } else { "none" },
             c.output_pool(),
+            c.extension(),
             c.init(),
             match c.window_logits() {
                 lookahead::WindowLogits::All => "all",
@@ -292,7 +299,7 @@ impl StrategyFactory for LookaheadFactory {
 /// `reference[:mode=suffix|llma|pld,k=K,n=N,nodes=M,tree=BOOL,min_prob=P,alpha=A,occ=O,weight=W,periodic=BOOL,refs=BOOL,context=BOOL]`:
 /// inference with reference, drafting from the case's reference documents and its prompt and
 /// output. `mode` picks a preset (default `suffix`): `suffix` (longest match anywhere, a
-/// frequency-weighted tree of up to `nodes` = 16 nodes, depth up to `k` = 32 and `alpha` = 2
+/// frequency-weighted tree of up to `nodes` = 24 nodes, depth up to `k` = 32 and `alpha` = 3
 /// times the match length), `llma` (LLMA: references only, `n` = 1, `k` = 19, i.e. the paper's
 /// block of 20), `pld` (prompt lookup: prompt and output, n-grams of `n` = 3 down to 1,
 /// `k` = 10). `n` is the shortest match for `suffix` and `llma`, the longest for `pld`.
@@ -381,7 +388,10 @@ mod tests {
         assert!(o.parse_or("k", 4usize).is_err());
         assert!(SpecOptions::split("a:k").is_err());
         assert!(SpecOptions::split("a:k=1,k=2").is_err());
-        let env = SpecEnv { vocab_size: 8, model_dir: None };
+        let env = SpecEnv {
+            vocab_size: 8,
+            model_dir: None,
+        };
         assert!(parse("nope", &env).is_err());
         assert!(parse("greedy:x=1", &env).is_err());
         assert!(parse("greedy", &env).is_ok());

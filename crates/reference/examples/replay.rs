@@ -123,6 +123,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let spec = rest.iter().find(|a| !a.starts_with("--")).map_or("", |s| s);
     let verbose = rest.iter().any(|a| a == "--verbose");
+    let diag = rest.iter().any(|a| a == "--diag");
+    let mut diagnosis = BTreeMap::new();
     let config = parse_config(spec)?;
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(cases_path)?)?;
     let greedy: Value = serde_json::from_str(&std::fs::read_to_string(greedy_path)?)?;
@@ -184,6 +186,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             t.plain_cost += plain_steps.saturating_sub(1) as f64;
             t.lookup_us += lookup * out.stats.forward_passes() as f64;
         }
+        if diag {
+            diagnose(&refs, &prompt, &expected, &out.stats, &mut diagnosis);
+        }
         if verbose {
             println!(
                 "{id:<20} tau {:.2} identical {} loop {looping}",
@@ -193,8 +198,100 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     println!("{config:?}");
+    for ((what, bucket), (steps, sum)) in &diagnosis {
+        println!("diag {what:<28} {bucket:>3}: steps {steps:>5} tokens {sum:>6}");
+    }
     for (name, t) in &totals {
         println!("{}", t.line(name));
     }
     Ok(())
+}
+
+/// Per step: what was accepted against what the best single occurrence (with a matching
+/// suffix) or any position of the sources would have given.
+fn diagnose(
+    refs: &[Vec<Token>],
+    prompt: &[Token],
+    expected: &[Token],
+    stats: &decoding_core::DecodeStats,
+    out: &mut BTreeMap<(String, usize), (usize, usize)>,
+) {
+    use reference::{Matcher, OccurrenceQuery, ReferenceIndex, Source};
+    let index = std::sync::Arc::new(ReferenceIndex::new(refs));
+    let full: Vec<Token> = prompt.iter().chain(expected).copied().collect();
+    let mut done = 0; // tokens generated before this step
+    let mut add = |what: &str, bucket: usize, tokens: usize| {
+        let e = out.entry((what.to_string(), bucket)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += tokens;
+    };
+    for step in &stats.steps {
+        if done == 0 {
+            done += step.emitted;
+            continue;
+        }
+        // Context: prompt and generated[..done]; the pending token is the last one.
+        let ctx = &full[..prompt.len() + done];
+        let future = &expected[done..];
+        let mut m = Matcher::new(index.clone());
+        m.extend(ctx);
+        let mut occs = Vec::new();
+        m.occurrences(
+            &OccurrenceQuery {
+                references: true,
+                context: true,
+                min_len: 1,
+                max_occurrences: usize::MAX,
+            },
+            &mut occs,
+        );
+        let agree = |o: &reference::Occurrence| {
+            (0..future.len())
+                .take_while(|&d| m.continuation(o, d, true) == Some(future[d]))
+                .count()
+        };
+        let best = occs
+            .iter()
+            .map(|o| (agree(o), o.match_len))
+            .max()
+            .unwrap_or((0, 0));
+        let longest = m.longest_match();
+        // Best among occurrences of the longest match only.
+        let best_longest = occs
+            .iter()
+            .filter(|o| o.match_len == longest)
+            .map(agree)
+            .max()
+            .unwrap_or(0);
+        let any = {
+            // Longest prefix of the future that occurs anywhere in refs or the context.
+            let mut len = 0;
+            while len < future.len() {
+                let pat = &future[..=len];
+                let found = refs
+                    .iter()
+                    .chain(std::iter::once(&ctx.to_vec()))
+                    .any(|d| d.windows(pat.len()).any(|w| w == pat));
+                if !found {
+                    break;
+                }
+                len += 1;
+            }
+            len
+        };
+        let _ = Source::Context;
+        let a = step.accepted;
+        let cap = |x: usize| x.min(32);
+        add("accepted", 0, a);
+        add("best occurrence", 0, cap(best.0));
+        add("best of longest match", 0, cap(best_longest));
+        add("anywhere", 0, cap(any));
+        let bucket = longest.min(8);
+        add("accepted by longest", bucket, a);
+        add("best-occ by longest", bucket, cap(best.0));
+        if cap(best.0) > a {
+            add("lost: best occ match len", best.1.min(8), cap(best.0) - a);
+        }
+        done += step.emitted;
+    }
 }

@@ -35,6 +35,26 @@ pub(crate) const ROOT: u32 = 0;
 /// A state of a [`SuffixAutomaton`].
 pub type StateId = u32;
 
+/// A state's place in the suffix-link tree, and the first position attached to it (a
+/// position whose whole document prefix is the state's longest string; more are chained
+/// through `pos_next`).
+#[derive(Clone, Copy, Debug)]
+struct TreeNode {
+    pos_head: u32,
+    first_child: u32,
+    next_sibling: u32,
+    prev_sibling: u32,
+}
+
+impl TreeNode {
+    const EMPTY: Self = Self {
+        pos_head: NONE,
+        first_child: NONE,
+        next_sibling: NONE,
+        prev_sibling: NONE,
+    };
+}
+
 /// An online generalized suffix automaton over documents of tokens.
 ///
 /// Positions are numbered globally, in insertion order across documents: the `i`-th token
@@ -63,12 +83,9 @@ pub struct SuffixAutomaton {
     link: Vec<u32>,
     first_end: Vec<u32>,
     edges: Vec<Edges>,
-    first_child: Vec<u32>,
-    next_sibling: Vec<u32>,
-    prev_sibling: Vec<u32>,
-    /// First end position attached to each state (a position whose whole document prefix is
-    /// the state's longest string), chained through `pos_next`.
-    pos_head: Vec<u32>,
+    /// Suffix-link tree and attached positions, one record per state (read together when
+    /// occurrences are listed, so one cache line per state visited).
+    tree: Vec<TreeNode>,
     /// Per position: the next position attached to the same state.
     pos_next: Vec<u32>,
     last: u32,
@@ -89,10 +106,7 @@ impl SuffixAutomaton {
             link: Vec::new(),
             first_end: Vec::new(),
             edges: Vec::new(),
-            first_child: Vec::new(),
-            next_sibling: Vec::new(),
-            prev_sibling: Vec::new(),
-            pos_head: Vec::new(),
+            tree: Vec::new(),
             pos_next: Vec::new(),
             last: ROOT,
             repeated: (ROOT, 0),
@@ -109,10 +123,7 @@ impl SuffixAutomaton {
         sam.link.reserve(states);
         sam.first_end.reserve(states);
         sam.edges.reserve(states);
-        sam.first_child.reserve(states);
-        sam.next_sibling.reserve(states);
-        sam.prev_sibling.reserve(states);
-        sam.pos_head.reserve(states);
+        sam.tree.reserve(states);
         sam.pos_next.reserve(tokens);
         sam
     }
@@ -123,10 +134,7 @@ impl SuffixAutomaton {
         self.link.clear();
         self.first_end.clear();
         self.edges.clear();
-        self.first_child.clear();
-        self.next_sibling.clear();
-        self.prev_sibling.clear();
-        self.pos_head.clear();
+        self.tree.clear();
         self.pos_next.clear();
         self.new_state(0, NONE);
         self.last = ROOT;
@@ -229,8 +237,8 @@ impl SuffixAutomaton {
                 cur
             }
         };
-        self.pos_next.push(self.pos_head[new_last as usize]);
-        self.pos_head[new_last as usize] = pos;
+        self.pos_next.push(self.tree[new_last as usize].pos_head);
+        self.tree[new_last as usize].pos_head = pos;
         self.last = new_last;
     }
 
@@ -257,25 +265,70 @@ impl SuffixAutomaton {
         mut f: impl FnMut(usize) -> bool,
     ) -> bool {
         let skip = skip.unwrap_or(NONE);
+        // The stack holds sibling-list cursors, so a state with thousands of children costs
+        // nothing until they are visited.
+        let next = |v: u32| {
+            let mut v = v;
+            while v != NONE && v == skip {
+                v = self.tree[v as usize].next_sibling;
+            }
+            v
+        };
         stack.clear();
-        stack.push(state);
-        while let Some(v) = stack.pop() {
-            let mut pos = self.pos_head[v as usize];
+        let mut v = state;
+        loop {
+            let node = self.tree[v as usize];
+            let mut pos = node.pos_head;
             while pos != NONE {
                 if !f(pos as usize) {
                     return false;
                 }
                 pos = self.pos_next[pos as usize];
             }
-            let mut child = self.first_child[v as usize];
-            while child != NONE {
-                if child != skip {
-                    stack.push(child);
+            let child = next(node.first_child);
+            if v != state {
+                let sibling = next(node.next_sibling);
+                if sibling != NONE {
+                    stack.push(sibling);
                 }
-                child = self.next_sibling[child as usize];
+            }
+            v = if child != NONE {
+                child
+            } else if let Some(up) = stack.pop() {
+                up
+            } else {
+                return true;
+            };
+        }
+    }
+
+    /// Lays the suffix-link tree out in depth-first order: returns the attached positions in
+    /// that order and, per state, the range of them that lies in its subtree (the end
+    /// positions of all its occurrences, contiguous). For automata that no longer grow.
+    pub(crate) fn euler_tour(&self) -> (Vec<u32>, Vec<(u32, u32)>) {
+        let mut order = Vec::with_capacity(self.positions());
+        let mut ranges = vec![(0, 0); self.states()];
+        let mut stack = vec![(ROOT, false)];
+        while let Some((v, exit)) = stack.pop() {
+            let node = self.tree[v as usize];
+            if exit {
+                ranges[v as usize].1 = order.len() as u32;
+                continue;
+            }
+            ranges[v as usize].0 = order.len() as u32;
+            let mut pos = node.pos_head;
+            while pos != NONE {
+                order.push(pos);
+                pos = self.pos_next[pos as usize];
+            }
+            stack.push((v, true));
+            let mut child = node.first_child;
+            while child != NONE {
+                stack.push((child, false));
+                child = self.tree[child as usize].next_sibling;
             }
         }
-        true
+        (order, ranges)
     }
 
     fn new_state(&mut self, len: u32, first_end: u32) -> u32 {
@@ -284,10 +337,7 @@ impl SuffixAutomaton {
         self.link.push(NONE);
         self.first_end.push(first_end);
         self.edges.push(Edges::default());
-        self.first_child.push(NONE);
-        self.next_sibling.push(NONE);
-        self.prev_sibling.push(NONE);
-        self.pos_head.push(NONE);
+        self.tree.push(TreeNode::EMPTY);
         id
     }
 
@@ -309,25 +359,26 @@ impl SuffixAutomaton {
     /// Sets `v`'s suffix link, keeping the suffix-link tree's child lists in step.
     fn set_link(&mut self, v: u32, parent: u32) {
         let (vi, old) = (v as usize, self.link[v as usize]);
+        let tree = &mut self.tree;
         if old != NONE {
-            let (prev, next) = (self.prev_sibling[vi], self.next_sibling[vi]);
+            let (prev, next) = (tree[vi].prev_sibling, tree[vi].next_sibling);
             if prev == NONE {
-                self.first_child[old as usize] = next;
+                tree[old as usize].first_child = next;
             } else {
-                self.next_sibling[prev as usize] = next;
+                tree[prev as usize].next_sibling = next;
             }
             if next != NONE {
-                self.prev_sibling[next as usize] = prev;
+                tree[next as usize].prev_sibling = prev;
             }
         }
         self.link[vi] = parent;
-        let head = self.first_child[parent as usize];
-        self.prev_sibling[vi] = NONE;
-        self.next_sibling[vi] = head;
+        let head = tree[parent as usize].first_child;
+        tree[vi].prev_sibling = NONE;
+        tree[vi].next_sibling = head;
         if head != NONE {
-            self.prev_sibling[head as usize] = v;
+            tree[head as usize].prev_sibling = v;
         }
-        self.first_child[parent as usize] = v;
+        tree[parent as usize].first_child = v;
     }
 }
 

@@ -130,6 +130,26 @@ impl Drafter {
         total: f32,
         limits: &TrieLimits,
     ) -> Result<(), TreeError> {
+        if frame.end - frame.start == 1 {
+            // A lone occurrence: its continuation is a chain of constant probability.
+            let i = self.order[frame.start] as usize;
+            let (occ, prob) = (self.occurrences[i], self.weights[i] / total);
+            if prob < limits.min_prob {
+                return Ok(());
+            }
+            let mut node = frame.node;
+            for depth in frame.depth..limits.depth {
+                match matcher.continuation(&occ, depth, limits.periodic) {
+                    Some(t) if (t as usize) < limits.vocab_size => {
+                        node = self
+                            .builder
+                            .add_with(node, t, prob, tag(occ.source), true)?;
+                    }
+                    _ => break,
+                }
+            }
+            return Ok(());
+        }
         self.keys.clear();
         for &i in &self.order[frame.start..frame.end] {
             let occ = &self.occurrences[i as usize];

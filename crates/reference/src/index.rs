@@ -26,6 +26,10 @@ pub struct ReferenceIndex {
     text: Vec<Token>,
     /// Start position of each non-empty document, then the total length.
     bounds: Vec<usize>,
+    /// End positions in depth-first order of the suffix-link tree...
+    ends: Vec<u32>,
+    /// ...and the range of them below each state: its occurrences, contiguous.
+    ranges: Vec<(u32, u32)>,
 }
 
 /// Where a sequence stands in a [`ReferenceIndex`]: the longest suffix of the tokens fed so
@@ -71,6 +75,7 @@ impl ReferenceIndex {
             index.text.extend_from_slice(doc);
             index.bounds.push(index.text.len());
         }
+        (index.ends, index.ranges) = index.automaton.euler_tour();
         index
     }
 
@@ -138,6 +143,22 @@ impl ReferenceIndex {
         let doc = self.bounds.partition_point(|&start| start <= end);
         let stop = self.bounds.get(doc).copied().unwrap_or(self.text.len());
         &self.text[(end + 1).min(stop)..stop]
+    }
+
+    /// The end positions of every occurrence of `state`'s strings, leaving out those below its
+    /// suffix-link child `skip`: at most two contiguous runs.
+    pub fn ends(&self, state: StateId, skip: Option<StateId>) -> [&[u32]; 2] {
+        let (start, stop) = self.ranges[state as usize];
+        match skip {
+            Some(child) => {
+                let (a, b) = self.ranges[child as usize];
+                [
+                    &self.ends[start as usize..a as usize],
+                    &self.ends[b as usize..stop as usize],
+                ]
+            }
+            None => [&self.ends[start as usize..stop as usize], &[]],
+        }
     }
 
     /// The token at position `pos` (of the concatenated documents).

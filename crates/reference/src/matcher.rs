@@ -205,15 +205,8 @@ impl Matcher {
             let Some((source, state, match_len, skip)) = *side else {
                 break;
             };
-            let sam = match source {
-                Source::Reference => self.index.automaton(),
-                Source::Context => &self.live,
-            };
             let skip = (skip != NONE).then_some(skip);
-            sam.for_each_end(state, skip, &mut stack, |end| {
-                if source == Source::Context && end == live_end {
-                    return true;
-                }
+            let mut add = |end: usize| {
                 out.push(Occurrence {
                     source,
                     end,
@@ -221,7 +214,24 @@ impl Matcher {
                 });
                 taken += 1;
                 taken < query.max_occurrences
-            });
+            };
+            let sam = match source {
+                Source::Reference => {
+                    // The reference index lists each state's occurrences contiguously.
+                    let ends = self.index.ends(state, skip).into_iter().flatten();
+                    for &end in ends {
+                        if !add(end as usize) {
+                            break;
+                        }
+                    }
+                    self.index.automaton()
+                }
+                Source::Context => {
+                    self.live
+                        .for_each_end(state, skip, &mut stack, |end| end == live_end || add(end));
+                    &self.live
+                }
+            };
             *side = match sam.suffix_link(state) {
                 Some(link) if state != ROOT => Some((source, link, sam.state_len(link), state)),
                 _ => None,

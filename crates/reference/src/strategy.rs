@@ -228,6 +228,11 @@ impl Strategy for ReferenceStrategy {
         Ok(())
     }
 
+    /// Drafted nodes may be cut by a composite: observing reads only the accepted count.
+    fn prunable(&self) -> bool {
+        true
+    }
+
     /// `match_len`: mean longest match per step; `draft_depth` and `draft_nodes`: mean tree
     /// depth and drafted nodes (root excluded) per step; `accepted_per_step`; `drafted_steps`:
     /// the share of steps with a draft; `occurrences_per_step` (suffix mode); `lookup_us`:
