@@ -9,17 +9,21 @@
 //!   parent's, the way a transformer keeps a KV cache.
 //! * [`InductionModel`] copies the continuation of the previous occurrence of the current
 //!   suffix, like the induction heads of real models; copy-based drafters shine on it.
+//! * [`WithRolloutHeads`] adds engine-computed Medusa-style heads of a chosen accuracy to a
+//!   context-function model.
 //! * [`WithCost`] gives any model a realistic cost per forward pass (a fixed part plus a part
 //!   per node), and [`ChainsOnlyModel`] turns any model into one that evaluates chains only.
 //!
 //! [`LogitsModel`]: crate::LogitsModel
 
 mod cost;
+mod heads;
 mod induction;
 mod recompute;
 mod window;
 
 pub use cost::{ChainsOnlyModel, WithCost};
+pub use heads::WithRolloutHeads;
 pub use induction::{InductionLogits, InductionModel};
 pub use recompute::{ContextLogits, RecomputeModel};
 pub use window::{

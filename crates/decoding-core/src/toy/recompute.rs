@@ -76,6 +76,11 @@ impl<F: ContextLogits> RecomputeModel<F> {
         &self.function
     }
 
+    /// The logits function, mutably.
+    pub fn function_mut(&mut self) -> &mut F {
+        &mut self.function
+    }
+
     /// The committed context.
     pub fn committed(&self) -> &[Token] {
         &self.committed

@@ -138,3 +138,32 @@ fn commit_protocol_is_enforced() {
         "wrong logits shape"
     );
 }
+
+#[test]
+fn rollout_heads_predict_the_greedy_continuation() {
+    use decoding_core::toy::WithRolloutHeads;
+    use decoding_core::{DecodeConfig, HeadLogits, Plain, argmax, generate};
+    let prompt = [1, 2, 3];
+    let mut plain_model = InductionModel::induction(16, 4);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+    let free = generate(
+        &mut plain_model,
+        Plain,
+        &prompt,
+        &DecodeConfig::new(8),
+        &mut rng,
+    )
+    .unwrap();
+    let mut model =
+        WithRolloutHeads::new(InductionModel::induction(16, 4), vec![1.0, 1.0, 0.0], 9).unwrap();
+    let tree = TokenTree::from_chain(&prompt).unwrap();
+    let mut logits = Array2::zeros((3, 16));
+    model.forward(&tree, logits.view_mut()).unwrap();
+    let heads = LogitsModel::head_logits(&mut model).unwrap();
+    let mut out = Array2::zeros((3, 16));
+    heads.head_logits(2, out.view_mut()).unwrap();
+    // At the last prompt token the base predicts free[0]; head k predicts free[k + 1].
+    assert_eq!(argmax(out.row(0).as_slice().unwrap()), Some(free.tokens[1]));
+    assert_eq!(argmax(out.row(1).as_slice().unwrap()), Some(free.tokens[2]));
+    assert!(WithRolloutHeads::new(InductionModel::induction(4, 1), vec![1.5], 0).is_err());
+}
