@@ -142,7 +142,7 @@ fn commit_protocol_is_enforced() {
 #[test]
 fn rollout_heads_predict_the_greedy_continuation() {
     use decoding_core::toy::WithRolloutHeads;
-    use decoding_core::{DecodeConfig, HeadLogits, Plain, argmax, generate};
+    use decoding_core::{DecodeConfig, Plain, argmax, generate};
     let prompt = [1, 2, 3];
     let mut plain_model = InductionModel::induction(16, 4);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
