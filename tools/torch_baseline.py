@@ -146,6 +146,7 @@ def main():
         for k, t in times.items():
             print(json.dumps({"k": k, "ms": round(t * 1e3, 3), "ratio": round(t / times[1], 3)}))
         return
+    decode(model, prompt, 16)  # warm-up: first calls initialise MKL and the allocator
     for _ in range(args.repeat):
         out, prefill, dec = decode(model, prompt, args.tokens)
         print(json.dumps({
