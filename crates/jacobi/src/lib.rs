@@ -79,5 +79,5 @@ mod trajectory;
 
 pub use config::{ConfigError, JacobiConfig};
 pub use init::{Init, Initializer, SuccessorIndex};
-pub use strategy::{JACOBI_SOURCE, Jacobi, JacobiStats, greedy_prediction};
+pub use strategy::{JACOBI_SOURCE, Jacobi, JacobiStats, fast_argmax, greedy_prediction};
 pub use trajectory::Trajectory;

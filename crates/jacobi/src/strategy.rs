@@ -35,10 +35,45 @@ pub fn greedy_prediction(
     }
     let values = logits.row(row);
     let token = match values.as_slice() {
-        Some(slice) => argmax(slice),
+        Some(slice) => fast_argmax(slice),
         None => argmax(&values.to_vec()),
     };
     token.map(Some).ok_or(DecodeError::InvalidLogits { row })
+}
+
+/// [`argmax`] (lowest index on ties, `None` when empty or holding a NaN), computed in two
+/// passes that the compiler vectorises: the maximum (and a NaN check) over 16 lanes, then the
+/// first index holding it. Several times faster on vocabulary-sized rows.
+pub fn fast_argmax(values: &[f32]) -> Option<Token> {
+    const LANES: usize = 16;
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut nan = false;
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        let mut any_nan = 0u32;
+        for (lane, &x) in max.iter_mut().zip(chunk) {
+            any_nan |= u32::from(x.is_nan());
+            *lane = lane.max(x);
+        }
+        nan |= any_nan != 0;
+    }
+    if nan || rest.iter().any(|x| x.is_nan()) {
+        return None;
+    }
+    let best = max
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |best, &x| best.max(x));
+    let mut base = 0;
+    for block in values.chunks(64) {
+        if block.iter().fold(false, |hit, &x| hit | (x == best)) {
+            let i = block.iter().position(|&x| x == best)?;
+            return Some((base + i) as Token);
+        }
+        base += block.len();
+    }
+    None
 }
 
 /// Counters of a Jacobi run.
@@ -200,5 +235,36 @@ impl Strategy for Jacobi {
             Metric::new("fixed_point_rate", self.stats.fixed_point_rate()),
             Metric::new("drafted_per_step", self.stats.drafted_per_step()),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_argmax_agrees_with_argmax() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let specials = [f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, f32::NAN, 1.0];
+        for len in [0usize, 1, 3, 15, 16, 17, 40, 100, 1000] {
+            for _ in 0..200 {
+                let values: Vec<f32> = (0..len)
+                    .map(|_| match next() % 10 {
+                        0 => specials[next() as usize % 5],
+                        1 if next() % 50 == 0 => f32::NAN,
+                        _ => (next() % 7) as f32,
+                    })
+                    .collect();
+                assert_eq!(fast_argmax(&values), argmax(&values), "{values:?}");
+            }
+        }
+        assert_eq!(fast_argmax(&[f32::NEG_INFINITY; 20]), Some(0));
+        assert_eq!(fast_argmax(&[-0.0, 0.0]), Some(0));
     }
 }

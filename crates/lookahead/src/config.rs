@@ -82,9 +82,13 @@ pub struct LookaheadConfig {
     init: Init,
     window_logits: WindowLogits,
     fill: Fill,
+    extension: usize,
 }
 
 impl LookaheadConfig {
+    /// Default [`extension`](Self::extension): up to 16 tokens past a candidate's `N - 1`.
+    pub const DEFAULT_EXTENSION: usize = 16;
+
     /// `W >= 1` columns, `N >= 2` (n-gram size: `N - 1` window levels), up to `G`
     /// candidates verified per step (`G = 0` turns the verification branch off). The pool
     /// learns from the window and the output, not the prompt; first guesses come from
@@ -105,6 +109,7 @@ impl LookaheadConfig {
             init: Init::default(),
             window_logits: WindowLogits::default(),
             fill: Fill::default(),
+            extension: Self::DEFAULT_EXTENSION,
         })
     }
 
@@ -137,6 +142,16 @@ impl LookaheadConfig {
     /// How new window cells are guessed.
     pub fn with_fill(mut self, fill: Fill) -> Self {
         self.fill = fill;
+        self
+    }
+
+    /// Lets each candidate run up to `extra` tokens past its `N - 1`, by walking the pool:
+    /// the token after a draft's last `N - 1` tokens is the last token of the most recent
+    /// pool n-gram that starts with them. Extensions only use the node budget the window and
+    /// the candidates leave (at most [`max_nodes`](Self::max_nodes) unless the decoder gives
+    /// more). `0` keeps the paper's fixed `N - 1`.
+    pub fn with_extension(mut self, extra: usize) -> Self {
+        self.extension = extra;
         self
     }
 
@@ -180,9 +195,16 @@ impl LookaheadConfig {
         self.fill
     }
 
-    /// The most nodes a step drafts, `(W + G) * (N - 1)`: size
+    /// The most tokens a candidate may run past its `N - 1`.
+    pub fn extension(&self) -> usize {
+        self.extension
+    }
+
+    /// The paper's node count, `(W + G) * (N - 1)`: the whole window and `G` candidates of
+    /// `N - 1` tokens. Size
     /// [`DecodeConfig::with_max_nodes`](decoding_core::DecodeConfig::with_max_nodes) to it to
-    /// run the full algorithm (a smaller budget shrinks both branches in proportion).
+    /// run the full algorithm (a smaller budget shrinks both branches in proportion; what
+    /// deduplication saves goes to candidate extensions).
     pub fn max_nodes(&self) -> usize {
         (self.window + self.guesses).saturating_mul(self.ngram - 1)
     }

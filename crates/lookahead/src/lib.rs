@@ -76,6 +76,11 @@
 //!   step accepts (the reference always shifts by one).
 //! * Only the top level and the candidates ask for logits ([`WindowLogits::Top`]).
 //! * The pool also learns the output's n-grams (verified ones), and can be shared.
+//! * Candidates are not capped at `N - 1` tokens: each may run on through the pool
+//!   ([`LookaheadConfig::with_extension`]): the token after a draft's last `N - 1` tokens is
+//!   the last token of the most recent pool n-gram starting with them, an order-`N` walk that
+//!   follows repeated text as far as it repeats. Extensions only use the node budget the
+//!   window and the candidates leave.
 //! * The tree is sized to a node budget; a chains-only engine gets one chain per step (the
 //!   freshest candidate, else a Jacobi step).
 //! * No per-step mask construction, sans-IO, any batch size.

@@ -4,7 +4,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
 
 use decoding_core::{
-    DecodeError, DraftContext, Metric, SourceId, SourceSet, StepFeedback, Strategy, Token,
+    DecodeError, DraftContext, Metric, NodeId, SourceId, SourceSet, StepFeedback, Strategy, Token,
     TokenTree, TreeError,
 };
 use jacobi::Initializer;
@@ -55,6 +55,25 @@ impl LookaheadStats {
     pub fn candidates_per_step(&self) -> f64 {
         ratio(self.candidates, self.steps)
     }
+}
+
+/// Appends `tokens` below `parent` while the tree has room (a token already there costs
+/// nothing); returns the last node reached and whether every token went in.
+fn push_chain(
+    tree: &mut TokenTree,
+    parent: NodeId,
+    tokens: &[Token],
+    max_nodes: usize,
+    tag: SourceSet,
+) -> Result<(NodeId, bool), TreeError> {
+    let mut node = parent;
+    for &token in tokens {
+        if tree.child_with_token(node, token).is_none() && tree.len() >= max_nodes {
+            return Ok((node, false));
+        }
+        node = tree.push_with(node, token, true, tag)?;
+    }
+    Ok((node, true))
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -131,8 +150,12 @@ pub struct Lookahead {
     pool: PoolHandle,
     init: Initializer,
     window: LookaheadWindow,
+    /// This step's candidates, flattened: `N - 1` tokens (fewer near the end) and their
+    /// extension.
     candidates: Vec<Token>,
-    candidate_ends: Vec<usize>,
+    /// Where each candidate ends in `candidates`, and where its un-extended part ends.
+    candidate_ends: Vec<(usize, usize)>,
+    candidate_nodes: Vec<Option<NodeId>>,
     pending_position: usize,
     stats: LookaheadStats,
 }
@@ -169,6 +192,7 @@ impl Lookahead {
             window: LookaheadWindow::new(config.window(), config.ngram() - 1),
             candidates: Vec::new(),
             candidate_ends: Vec::new(),
+            candidate_nodes: Vec::new(),
             pending_position: 0,
             stats: LookaheadStats::default(),
         }
@@ -200,7 +224,8 @@ impl Lookahead {
     }
 
     /// Collects this step's candidates: the pool's continuations of `pending`, most recent
-    /// first, at most `G`, each cut to `max_depth`.
+    /// first, at most `G`, each cut to `max_depth` and, when whole, extended by walking the
+    /// pool.
     fn collect_candidates(&mut self, pending: Token, max_depth: usize) {
         self.candidates.clear();
         self.candidate_ends.clear();
@@ -208,44 +233,62 @@ impl Lookahead {
             return;
         }
         let pool = self.pool.lock();
+        let context = pool.continuation_len();
+        let cap = (context + self.config.extension()).min(max_depth);
         for continuation in pool.get(pending).take(self.config.guesses()) {
-            let len = continuation.len().min(max_depth);
-            self.candidates.extend_from_slice(&continuation[..len]);
-            self.candidate_ends.push(self.candidates.len());
+            let start = self.candidates.len();
+            let base = continuation.len().min(max_depth);
+            self.candidates.extend_from_slice(&continuation[..base]);
+            if base == context {
+                while self.candidates.len() - start < cap {
+                    let tail = &self.candidates[self.candidates.len() - context..];
+                    match pool.find(tail[0], &tail[1..]) {
+                        Some(next) => self.candidates.push(next[context - 1]),
+                        None => break,
+                    }
+                }
+            }
+            self.candidate_ends
+                .push((self.candidates.len(), start + base));
         }
     }
 
-    fn candidate(&self, i: usize) -> &[Token] {
+    /// Candidate `i`: its un-extended part and its extension.
+    fn candidate(&self, i: usize) -> (&[Token], &[Token]) {
         let start = if i == 0 {
             0
         } else {
-            self.candidate_ends[i - 1]
+            self.candidate_ends[i - 1].0
         };
-        &self.candidates[start..self.candidate_ends[i]]
+        let (end, base) = self.candidate_ends[i];
+        (&self.candidates[start..base], &self.candidates[base..end])
     }
 
-    /// Adds the candidates as chains from the root while the tree has room; returns how many
-    /// went in (whole or cut by the budget).
+    /// Adds the candidates as chains from the root while the tree has room (the un-extended
+    /// parts of all, then the extensions); returns how many went in, whole or cut.
     fn draft_candidates(
-        &self,
+        &mut self,
         tree: &mut TokenTree,
         max_nodes: usize,
         limit: usize,
     ) -> Result<usize, TreeError> {
         let tag = SourceSet::of(POOL_SOURCE);
+        let count = self.candidate_ends.len().min(limit);
+        let mut nodes = std::mem::take(&mut self.candidate_nodes);
+        nodes.clear();
         let mut added = 0;
-        for i in 0..self.candidate_ends.len().min(limit) {
-            let mut node = 0;
-            let mut any = false;
-            for &token in self.candidate(i) {
-                if tree.child_with_token(node, token).is_none() && tree.len() >= max_nodes {
-                    break;
-                }
-                node = tree.push_with(node, token, true, tag)?;
-                any = true;
-            }
-            added += usize::from(any);
+        for i in 0..count {
+            let (base, _) = self.candidate(i);
+            let (end, whole) = push_chain(tree, 0, base, max_nodes, tag)?;
+            added += usize::from(end != 0);
+            nodes.push(whole.then_some(end));
         }
+        for (i, node) in nodes.iter().enumerate() {
+            if let &Some(node) = node {
+                push_chain(tree, node, self.candidate(i).1, max_nodes, tag)?;
+            }
+        }
+        self.candidate_nodes = nodes;
         Ok(added)
     }
 
@@ -321,7 +364,18 @@ impl Strategy for Lookahead {
         }
         let available = ctx.max_nodes.saturating_sub(1);
         let window_need = self.window_need(ctx.max_depth);
-        let candidate_need = self.candidates.len();
+        let candidate_need =
+            self.candidate_ends
+                .iter()
+                .enumerate()
+                .fold(0, |sum, (i, &(_, base))| {
+                    sum + base
+                        - if i == 0 {
+                            0
+                        } else {
+                            self.candidate_ends[i - 1].0
+                        }
+                });
         let window_budget = if window_need + candidate_need <= available {
             ctx.max_nodes
         } else {

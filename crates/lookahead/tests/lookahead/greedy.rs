@@ -76,7 +76,8 @@ fn full_match_keeps_the_bonus_token() {
     });
     let la = LookaheadConfig::new(1, 5, 1)
         .unwrap()
-        .with_prompt_pool(true);
+        .with_prompt_pool(true)
+        .with_extension(0);
     let config = DecodeConfig::new(41).with_max_nodes(la.max_nodes());
     let out = generate(
         &mut model,
@@ -90,6 +91,31 @@ fn full_match_keeps_the_bonus_token() {
     // Every step, the prefill included, accepts the candidate (3 3 3 3) and the bonus 3.
     assert!(out.stats.steps.iter().take(8).all(|s| s.emitted == 5));
     assert_eq!(out.stats.forward_passes(), 9);
+}
+
+/// Extended candidates run past N - 1 tokens through the pool: on the same constant run, a
+/// budget of 1 + 12 nodes lets each step accept 12 tokens plus the bonus.
+#[test]
+fn extended_candidates_accept_more_than_n_minus_one() {
+    let mut model = decoding_core::toy::RecomputeModel::new(4, |_: &[Token], out: &mut [f32]| {
+        out.fill(0.0);
+        out[3] = 1.0;
+    });
+    let la = LookaheadConfig::new(1, 5, 1)
+        .unwrap()
+        .with_prompt_pool(true)
+        .with_extension(8);
+    let config = DecodeConfig::new(39).with_max_nodes(13);
+    let out = generate(
+        &mut model,
+        Lookahead::new(la),
+        &[3; 6],
+        &config,
+        &mut rng(0),
+    )
+    .unwrap();
+    assert_eq!(out.tokens, vec![3; 39]);
+    assert_eq!(out.stats.forward_passes(), 3);
 }
 
 /// The window alone (no prompt, no output n-grams) learns a counting model's n-grams: once
