@@ -296,13 +296,16 @@ impl StrategyFactory for LookaheadFactory {
     }
 }
 
-/// `reference[:mode=suffix|llma|pld,k=K,n=N,nodes=M,tree=BOOL,min_prob=P,alpha=A,occ=O,weight=W,periodic=BOOL,refs=BOOL,context=BOOL]`:
+/// `reference[:mode=suffix|llma|pld,k=K,n=N,nodes=M,tree=BOOL,min_prob=P,alpha=A,occ=O,weight=W,periodic=BOOL,refs=BOOL,context=BOOL,cost=K:C/K:C/...]`:
 /// inference with reference, drafting from the case's reference documents and its prompt and
 /// output. `mode` picks a preset (default `suffix`): `suffix` (longest match anywhere, a
 /// frequency-weighted tree of up to `nodes` = 24 nodes, depth up to `k` = 32 and `alpha` = 3
 /// times the match length), `llma` (LLMA: references only, `n` = 1, `k` = 19, i.e. the paper's
 /// block of 20), `pld` (prompt lookup: prompt and output, n-grams of `n` = 3 down to 1,
 /// `k` = 10). `n` is the shortest match for `suffix` and `llma`, the longest for `pld`.
+/// `cost` (suffix mode) is the model's forward cost by tree size, such as
+/// `cost=1:1/2:1.45/4:2.1/8:3.5/16:7.4`: each step then keeps only the nodes that pay for
+/// themselves under the learned acceptance estimates.
 struct ReferenceFactory {
     config: reference::ReferenceConfig,
 }
@@ -337,11 +340,35 @@ impl ReferenceFactory {
         c.periodic = options.parse_or("periodic", c.periodic)?;
         c.references = options.parse_or("refs", c.references)?;
         c.context = options.parse_or("context", c.context)?;
+        if let Some(raw) = options.get("cost") {
+            c.cost = Some(
+                parse_cost_curve(&raw).map_err(|message| SpecError::BadValue {
+                    key: "cost".to_string(),
+                    message,
+                })?,
+            );
+        }
         options.finish()?;
         c.validate()
             .map_err(|e| SpecError::Decode(decoding_core::DecodeError::from(e)))?;
         Ok(Self { config: c })
     }
+}
+
+/// A cost curve written `k:cost/k:cost/...` (forward cost of `k` tree nodes, any unit).
+fn parse_cost_curve(raw: &str) -> Result<decoding_core::CostCurve, String> {
+    let points = raw
+        .split('/')
+        .map(|point| {
+            let (k, cost) = point
+                .split_once(':')
+                .ok_or_else(|| format!("`{point}`: expected k:cost"))?;
+            let k = k.trim().parse().map_err(|e| format!("`{k}`: {e}"))?;
+            let cost = cost.trim().parse().map_err(|e| format!("`{cost}`: {e}"))?;
+            Ok((k, cost))
+        })
+        .collect::<Result<Vec<(usize, f64)>, String>>()?;
+    decoding_core::CostCurve::new(points).map_err(|e| e.to_string())
 }
 
 impl StrategyFactory for ReferenceFactory {
@@ -358,10 +385,19 @@ impl StrategyFactory for ReferenceFactory {
                 c.max_nodes, c.tree, c.min_prob, c.depth_factor, c.max_occurrences, c.length_weight
             );
         }
-        out + &format!(
+        out += &format!(
             ",periodic={},refs={},context={}",
             c.periodic, c.references, c.context
-        )
+        );
+        if let Some(curve) = &c.cost {
+            let points: Vec<String> = curve
+                .points()
+                .iter()
+                .map(|(k, t)| format!("{k}:{t}"))
+                .collect();
+            out += &format!(",cost={}", points.join("/"));
+        }
+        out
     }
 
     fn build(&self, case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {

@@ -19,76 +19,12 @@ use decoding_core::toy::RecomputeModel;
 use decoding_core::{DecodeConfig, Plain, Strategy, Token, generate};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use reference::{Mode, ReferenceConfig, ReferenceStrategy};
+use reference::ReferenceStrategy;
 use serde_json::Value;
 
-/// Forward cost relative to one token, by tokens evaluated (eval README, PyTorch on this
-/// CPU), linearly interpolated.
-fn cost(nodes: usize) -> f64 {
-    const POINTS: [(f64, f64); 5] = [
-        (1.0, 1.0),
-        (2.0, 1.47),
-        (8.0, 1.81),
-        (20.0, 2.19),
-        (33.0, 2.74),
-    ];
-    let x = nodes as f64;
-    for w in POINTS.windows(2) {
-        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-        if x <= x1 {
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
-        }
-    }
-    let ((x0, y0), (x1, y1)) = (POINTS[3], POINTS[4]);
-    y1 + (y1 - y0) * (x - x1) / (x1 - x0)
-}
-
-fn ids(value: &Value) -> Vec<Token> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as Token)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn parse_config(spec: &str) -> Result<ReferenceConfig, Box<dyn Error>> {
-    let mut pairs: BTreeMap<&str, &str> = BTreeMap::new();
-    for pair in spec.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or("expected key=value")?;
-        pairs.insert(k, v);
-    }
-    let mode = match pairs.remove("mode").unwrap_or("suffix") {
-        "suffix" => Mode::Suffix,
-        "llma" => Mode::Llma,
-        "pld" => Mode::PromptLookup,
-        other => return Err(format!("unknown mode {other}").into()),
-    };
-    let mut c = ReferenceConfig::preset(mode);
-    for (key, value) in pairs {
-        let flag = || value == "1" || value == "true";
-        match key {
-            "k" => c.k = value.parse()?,
-            "n" if mode == Mode::PromptLookup => c.max_match = value.parse()?,
-            "n" => c.min_match = value.parse()?,
-            "max_match" => c.max_match = value.parse()?,
-            "max_nodes" => c.max_nodes = value.parse()?,
-            "min_prob" => c.min_prob = value.parse()?,
-            "depth_factor" => c.depth_factor = value.parse()?,
-            "occurrences" => c.max_occurrences = value.parse()?,
-            "length_weight" => c.length_weight = value.parse()?,
-            "tree" => c.tree = flag(),
-            "periodic" => c.periodic = flag(),
-            "refs" => c.references = flag(),
-            "context" => c.context = flag(),
-            _ => return Err(format!("unknown option {key}").into()),
-        }
-    }
-    Ok(c)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{curve, ids, parse_config};
 
 #[derive(Default)]
 struct Totals {
@@ -123,6 +59,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let spec = rest.iter().find(|a| !a.starts_with("--")).map_or("", |s| s);
     let verbose = rest.iter().any(|a| a == "--verbose");
+    let eval_curve = curve(
+        rest.iter()
+            .find_map(|a| a.strip_prefix("--curve="))
+            .unwrap_or("llama"),
+    )?;
+    let cost = |nodes: usize| eval_curve.relative(nodes);
     let diag = rest.iter().any(|a| a == "--diag");
     let mut diagnosis = BTreeMap::new();
     let config = parse_config(spec)?;

@@ -1,6 +1,6 @@
 //! Configuration: the drafting mode, the classic presets, and their validation.
 
-use decoding_core::DecodeError;
+use decoding_core::{CostCurve, DecodeError};
 
 /// How drafts are made from matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +93,10 @@ pub struct ReferenceConfig {
     /// Continue a context occurrence that runs into the end of the context periodically
     /// (a loop goes on looping), instead of stopping there.
     pub periodic: bool,
+    /// Suffix mode: the model's forward cost by tree size. With it, each step keeps the
+    /// nodes (up to `max_nodes`) that maximise expected tokens per unit of cost under the
+    /// learned acceptance estimates, which may be none; without it, `max_nodes` of them.
+    pub cost: Option<CostCurve>,
 }
 
 impl ReferenceConfig {
@@ -113,6 +117,7 @@ impl ReferenceConfig {
             max_occurrences: 64,
             length_weight: 2.0,
             periodic: true,
+            cost: None,
         }
     }
 

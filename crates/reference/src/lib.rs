@@ -57,6 +57,7 @@
 //! (`match_len ^ length_weight`) instead of being tried only when the longest has none.
 
 mod automaton;
+mod calibration;
 mod config;
 mod draft;
 mod edges;

@@ -168,6 +168,7 @@ impl ReferenceStrategy {
             length_weight: c.length_weight,
             periodic: c.periodic,
             vocab_size: ctx.vocab_size,
+            cost: c.cost.as_ref(),
         };
         let query = OccurrenceQuery {
             references: c.references,
@@ -199,6 +200,7 @@ impl Strategy for ReferenceStrategy {
     fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
         let started = Instant::now();
         self.prompt_len = ctx.prompt_len;
+        self.drafter.cells.clear();
         self.sync(ctx.tokens);
         let depth = self.config.k.min(ctx.max_depth);
         let depth = if self.config.mode == Mode::Suffix {
@@ -225,6 +227,25 @@ impl Strategy for ReferenceStrategy {
 
     fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         self.stats.accepted += feedback.verification.accepted();
+        let (tree, cells) = (feedback.tree, &self.drafter.cells);
+        if self.config.mode != Mode::Suffix || cells.len() != tree.len() {
+            return Ok(());
+        }
+        // Every child of an accepted node was tested, unless a composite cut it (its logits
+        // row is NaN then).
+        let path = &feedback.verification.path;
+        for (i, &node) in path.iter().enumerate() {
+            for child in tree.children(node) {
+                let evaluated = tree
+                    .logits_row(child)
+                    .and_then(|row| feedback.logits.get((row, 0)))
+                    .is_some_and(|x| !x.is_nan());
+                if evaluated {
+                    let accepted = path.get(i + 1) == Some(&child);
+                    self.drafter.calibration.record(cells[child], accepted);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! seed.
 
 use decoding_core::toy::{ChainsOnlyModel, HashModel, InductionModel};
-use decoding_core::{DecodeConfig, LogitsModel, Plain, Sampling, Token, generate};
+use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Plain, Sampling, Token, generate};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -14,14 +14,10 @@ fn rng(seed: u64) -> Xoshiro256PlusPlus {
 
 fn mode_strategy() -> impl Strategy<Value = ReferenceConfig> {
     (
-        0usize..4,
-        1usize..40,
-        1usize..3,
-        any::<bool>(),
-        0.0f32..0.5,
-        0.5f32..4.0,
+        (0usize..4, 1usize..40, 1usize..3, any::<bool>()),
+        (0.0f32..0.5, 0.5f32..4.0, any::<bool>()),
     )
-        .prop_map(|(mode, k, n, periodic, min_prob, factor)| {
+        .prop_map(|((mode, k, n, periodic), (min_prob, factor, costly))| {
             let mut c = match mode {
                 0 => ReferenceConfig::suffix(),
                 1 => {
@@ -42,6 +38,9 @@ fn mode_strategy() -> impl Strategy<Value = ReferenceConfig> {
             c.periodic = periodic;
             c.min_prob = min_prob;
             c.depth_factor = factor;
+            if costly {
+                c.cost = Some(CostCurve::new(vec![(1, 1.0), (2, 1.4), (8, 2.0)]).unwrap());
+            }
             c
         })
 }
@@ -211,4 +210,26 @@ fn invalid_configs_are_errors() {
     let mut c = ReferenceConfig::suffix();
     c.depth_factor = f32::NAN;
     assert!(ReferenceStrategy::with_documents(c, [[1u32]]).is_err());
+}
+
+/// Inside a composite that cuts drafted nodes to a budget (NaN rows for the cut ones), the
+/// strategy still learns and the output is still plain greedy.
+#[test]
+fn composite_pruning_is_lossless() {
+    use decoding_core::{Composite, NodeBudget};
+    let mut model = InductionModel::induction(32, 5);
+    let prompt: Vec<Token> = vec![1, 2, 3, 4, 5, 6, 7, 1, 2, 3];
+    let decode = DecodeConfig::new(80).with_max_nodes(6);
+    let plain = generate(&mut model, Plain, &prompt, &decode, &mut rng(0)).unwrap();
+    let docs = vec![plain.tokens[10..40].to_vec(), plain.tokens[5..25].to_vec()];
+    for budget in [
+        NodeBudget::Fixed,
+        NodeBudget::CostAware(CostCurve::new(vec![(1, 1.0), (2, 1.5), (6, 2.5)]).unwrap()),
+    ] {
+        let source = ReferenceStrategy::with_documents(ReferenceConfig::suffix(), &docs).unwrap();
+        let composite = Composite::new(vec![Box::new(source)], budget).unwrap();
+        let out = generate(&mut model, composite, &prompt, &decode, &mut rng(0)).unwrap();
+        assert_eq!(out.tokens, plain.tokens);
+        assert!(out.stats.forward_passes() < plain.stats.forward_passes());
+    }
 }
