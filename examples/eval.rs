@@ -13,6 +13,15 @@
 //! `--out FILE` receives one JSON record per case (see `common/eval_data.rs`). With
 //! `--expected FILE` every output is compared with the expected one, and for a greedy run
 //! each difference is explained by the logit gap at the first differing token.
+//!
+//! The table splits every task into *looping* and *non-looping* cases: an output loops when
+//! its last 32 generated tokens already occur, verbatim, earlier in the generated output
+//! (ending before they start; see `common/eval_data.rs`). On the dev set's reference outputs
+//! that marks the 26 of 70 cases `assets/eval/README.md` mentions. Columns: tau = generated
+//! tokens / forward passes (prefill included); nodes/st = drafted tree nodes (root included)
+//! per forward pass; overhead us = time outside the model per forward pass; decode ms = model
+//! time per forward pass after the prefill; prefill ms = model time of the first pass;
+//! wall tok/s = generated tokens per wall-clock second, prefill included.
 
 #[path = "common/mod.rs"]
 mod common;

@@ -45,6 +45,27 @@
 //!   attention by heads between scoped threads started inside each forward pass. There is
 //!   no global thread pool.
 //!
+//! ## The architecture and its notation
+//!
+//! LLaMA (Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models") with
+//! grouped-query attention (Ainslie et al., 2023). For the residual stream `x` of a node at
+//! position `p`, each block computes (`Net::block` in `model.rs`)
+//!
+//! ```text
+//! n = RMSNorm(x)                        rms_norm: w * x / sqrt(mean(x^2) + eps)
+//! q, k, v = W_q n, W_k n, W_v n         one stacked projection, `qkv`
+//! q, k = RoPE(q, p), RoPE(k, p)         Rope::apply, non-interleaved halves (rotate_half)
+//! x = x + W_o softmax(q K^T / sqrt(d)) V    K, V: the visible rows of the cache; query head
+//!                                           h reads key/value head h / (heads / kv_heads)
+//! n = RMSNorm(x)
+//! x = x + W_down (SiLU(W_gate n) * W_up n)  SwiGLU (Shazeer, 2020)
+//! ```
+//!
+//! and the logits are `W_out RMSNorm(x)` (`W_out` = `lm_head`, or the embedding when tied).
+//! Tree attention is the token-tree verification of SpecInfer (Miao et al., 2024) and Medusa
+//! (Cai et al., 2024): their topology-aware causal mask is here the list of a node's
+//! ancestors, read from the tree's parent links.
+//!
 //! Weights are read from safetensors in f32, f16 or bf16 and computed in f32. Loading
 //! reports a missing tensor, a wrong shape, an unsupported dtype, a truncated file or a bad
 //! configuration as a [`LoadError`].
