@@ -31,14 +31,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate};
+use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming};
 use llama_cpu::Llama;
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use rand::SeedableRng;
 
 use common::eval_data::{self, CaseResult};
-use common::report;
+use common::{cpu, report};
 
 #[derive(Parser, Debug)]
 #[command(about = "Decode an eval set with one strategy and report tau, overhead and speed")]
@@ -128,8 +128,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let started = Instant::now();
-        let out = generate(&mut model, strategy, &case.prompt_ids, &config, &mut rng)?;
+        let cpu_start = cpu::process_cpu_time();
+        let mut cpu_after_prefill = None;
+        let out = generate_streaming(
+            &mut model,
+            strategy,
+            &case.prompt_ids,
+            &config,
+            &mut rng,
+            &mut |_| {
+                if cpu_after_prefill.is_none() {
+                    cpu_after_prefill = cpu::process_cpu_time();
+                }
+            },
+        )?;
         let wall = started.elapsed();
+        let cpu_end = cpu::process_cpu_time();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let identical = expected.as_ref().and_then(|e| match e.get(&case.id) {
             Some(tokens) => Some(*tokens == out.tokens),
@@ -149,6 +163,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             prefill_ms: out.stats.steps.first().map_or(0.0, |s| ms(s.model_time)),
             overhead_ms: ms(out.stats.overhead_time()),
             wall_ms: ms(wall),
+            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| ms(b - a)),
+            cpu_decode_ms: cpu_after_prefill.zip(cpu_end).map(|(a, b)| ms(b - a)),
             identical,
             metrics: out
                 .metrics
@@ -248,7 +264,9 @@ fn cost_curve(model: &mut Llama, prompt: &[u32]) -> Result<(), Box<dyn std::erro
     model.commit(&(0..CACHE).collect::<Vec<_>>())?;
 
     let ks = [1usize, 2, 4, 8, 16, 32, 64, 128];
-    let mut table: BTreeMap<usize, [f64; 2]> = BTreeMap::new();
+    // Per k and shape: the best wall-clock time of one forward, and the mean CPU time (all
+    // threads) per forward over at least a second of repetitions.
+    let mut table: BTreeMap<usize, [(f64, f64); 2]> = BTreeMap::new();
     for (shape, name) in [(0, "chain"), (1, "bushy")] {
         for &k in &ks {
             let tree = if shape == 0 {
@@ -257,32 +275,42 @@ fn cost_curve(model: &mut Llama, prompt: &[u32]) -> Result<(), Box<dyn std::erro
                 bushy_tree(&context, k, 4)?
             };
             let mut logits = Array2::zeros((tree.logits_rows(), model.vocab_size()));
-            let mut best = f64::INFINITY;
-            let repeats = (256 / k).clamp(5, 50);
-            for _ in 0..repeats {
-                let started = Instant::now();
+            let (mut best, mut runs) = (f64::INFINITY, 0u32);
+            let (cpu_start, started) = (cpu::process_cpu_time(), Instant::now());
+            while runs < 5 || started.elapsed() < Duration::from_secs(1) {
+                let one = Instant::now();
                 model.forward(&tree, logits.view_mut())?;
-                best = best.min(started.elapsed().as_secs_f64() * 1e3);
+                best = best.min(one.elapsed().as_secs_f64() * 1e3);
+                runs += 1;
             }
+            let cpu = cpu_start
+                .zip(cpu::process_cpu_time())
+                .map_or(f64::NAN, |(a, b)| {
+                    (b - a).as_secs_f64() * 1e3 / f64::from(runs)
+                });
             model.truncate(CACHE)?;
-            table.entry(k).or_default()[shape] = best;
-            eprintln!("{name} k={k}: {best:.3} ms");
+            table.entry(k).or_default()[shape] = (best, cpu);
+            eprintln!("{name} k={k}: best {best:.3} ms, cpu {cpu:.3} ms per forward ({runs} runs)");
         }
     }
     println!(
-        "forward over a {CACHE}-token cache, {} threads (best of several runs)",
+        "forward over a {CACHE}-token cache, {} threads: best wall-clock ms of one forward, and \
+         mean CPU ms (all threads) per forward",
         model.threads()
     );
     println!(
-        "{:>4} {:>10} {:>7} {:>10} {:>7}",
-        "k", "chain ms", "ratio", "bushy ms", "ratio"
+        "{:>4} | {:>9} {:>6} {:>9} {:>6} | {:>9} {:>6} {:>9} {:>6}",
+        "k", "chain ms", "ratio", "bushy ms", "ratio", "chain cpu", "ratio", "bushy cpu", "ratio"
     );
-    let base = table[&1];
-    for (k, [chain, bushy]) in &table {
+    let [(chain1, chain1_cpu), (bushy1, bushy1_cpu)] = table[&1];
+    for (k, [(chain, chain_cpu), (bushy, bushy_cpu)]) in &table {
         println!(
-            "{k:>4} {chain:>10.3} {:>7.2} {bushy:>10.3} {:>7.2}",
-            chain / base[0],
-            bushy / base[1]
+            "{k:>4} | {chain:>9.3} {:>6.2} {bushy:>9.3} {:>6.2} | {chain_cpu:>9.3} {:>6.2} \
+             {bushy_cpu:>9.3} {:>6.2}",
+            chain / chain1,
+            bushy / bushy1,
+            chain_cpu / chain1_cpu,
+            bushy_cpu / bushy1_cpu
         );
     }
     Ok(())

@@ -17,12 +17,14 @@ r = json.load(open(sys.argv[1]))[0]
 n = len(r["generated"])
 print(json.dumps({"engine": "llama-cpu", "round": int(sys.argv[2]), "threads": int(sys.argv[3]),
                   "prefill_ms": round(r["prefill_ms"], 2),
-                  "decode_ms_per_token": round((r["wall_ms"] - r["prefill_ms"]) / (n - 1), 3)}))
+                  "decode_ms_per_token": round((r["wall_ms"] - r["prefill_ms"]) / (n - 1), 3),
+                  "decode_cpu_ms_per_token": round(r["cpu_decode_ms"] / (n - 1), 3)}))
 EOF
   python3 tools/torch_baseline.py --repeat 1 --threads "$threads" | python3 -c "
 import json, sys
 r = json.loads(sys.stdin.read())
 print(json.dumps({'engine': r['engine'], 'round': $round, 'threads': r['threads'],
-                  'prefill_ms': r['prefill_ms'], 'decode_ms_per_token': r['decode_ms_per_token']}))"
+                  'prefill_ms': r['prefill_ms'], 'decode_ms_per_token': r['decode_ms_per_token'],
+                  'decode_cpu_ms_per_token': r['decode_cpu_ms_per_token']}))"
 done
 rm -f "$out"

@@ -91,6 +91,10 @@ pub(crate) struct CaseResult {
     pub(crate) overhead_ms: f64,
     /// Wall-clock time of the whole decode.
     pub(crate) wall_ms: f64,
+    /// CPU time of the process during the decode (all threads; 10 ms resolution; Linux).
+    pub(crate) cpu_ms: Option<f64>,
+    /// CPU time after the first forward pass (prefill excluded).
+    pub(crate) cpu_decode_ms: Option<f64>,
     /// Whether the output loops (see [`loops`]).
     pub(crate) looping: bool,
     /// Whether the output equals the expected one (only with `--expected`).

@@ -1,4 +1,5 @@
-//! Code shared by the examples: eval cases and results, and the report table.
+//! Code shared by the examples: eval cases and results, the report table, CPU time.
 
+pub(crate) mod cpu;
 pub(crate) mod eval_data;
 pub(crate) mod report;
