@@ -44,7 +44,7 @@ pub enum SpecError {
 }
 
 /// Strategy names [`parse`] knows.
-pub const KNOWN: &[&str] = &["greedy", "jacobi", "lookahead", "reference"];
+pub const KNOWN: &[&str] = &["greedy", "jacobi", "lookahead", "reference", "medusa"];
 
 /// What a factory may use when it is built: the model's vocabulary and directory.
 #[derive(Clone, Copy, Debug)]
@@ -167,6 +167,7 @@ pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, 
         "jacobi" => Ok(Box::new(JacobiFactory::parse(options)?)),
         "lookahead" => Ok(Box::new(LookaheadFactory::parse(options)?)),
         "reference" => Ok(Box::new(ReferenceFactory::parse(options)?)),
+        "medusa" => Ok(Box::new(MedusaFactory::parse(options, env)?)),
         _ => Err(SpecError::UnknownStrategy(name)),
     }
 }
@@ -403,6 +404,200 @@ impl StrategyFactory for ReferenceFactory {
     fn build(&self, case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
         let index = std::sync::Arc::new(reference::ReferenceIndex::new(case.references));
         let strategy = reference::ReferenceStrategy::new(self.config.clone(), index)
+            .map_err(|e| SpecError::Decode(e.into()))?;
+        Ok(Box::new(strategy))
+    }
+}
+
+/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,accept=greedy|typical,epsilon=E,delta=D,min_score=S,heads=FILE,acc=FILE]`:
+/// Medusa heads (default `MODEL_DIR/medusa_heads.safetensors`, loaded once and shared by
+/// every case) run by the library on the model's hidden states. `tree` (default `dynamic`):
+/// `dynamic` picks each step's tree from the heads' probabilities, up to `N` nodes or the
+/// decoder's budget, leaving out paths estimated below `min_score`; `mc_sim_7b_63` is the
+/// paper's 64-node tree; `sparse:N` the paper's sparse tree of `N` nodes (root included) from
+/// rank accuracies (`acc`, default `MODEL_DIR/medusa_topk_acc_heldout.json`); `cartesian:3x2`
+/// the product of each head's top candidates. `accept=greedy` is exact verification (also
+/// lossless under sampling); `accept=typical` is the paper's typical acceptance, LOSSY under
+/// sampling (`epsilon` = 0.09, `delta` = 0.3).
+struct MedusaFactory {
+    heads: std::sync::Arc<medusa::MedusaHeads>,
+    config: medusa::MedusaConfig,
+    description: String,
+}
+
+impl MedusaFactory {
+    fn parse(mut options: SpecOptions, env: &SpecEnv<'_>) -> Result<Self, SpecError> {
+        let bad = |key: &str, message: String| SpecError::BadValue {
+            key: key.to_string(),
+            message,
+        };
+        let in_model_dir = |file: &str| env.model_dir.map(|d| d.join(file));
+        let tree = options.get("tree").unwrap_or_else(|| "dynamic".to_string());
+        let accept = options
+            .get("accept")
+            .unwrap_or_else(|| "greedy".to_string());
+        let epsilon: Option<f64> = parse_optional(&mut options, "epsilon")?;
+        let delta: Option<f64> = parse_optional(&mut options, "delta")?;
+        let min_score: Option<f32> = parse_optional(&mut options, "min_score")?;
+        let heads_path = options
+            .get("heads")
+            .map(std::path::PathBuf::from)
+            .or_else(|| in_model_dir("medusa_heads.safetensors"))
+            .ok_or_else(|| SpecError::Unavailable("medusa needs a model directory holding medusa_heads.safetensors, or heads=FILE".to_string()))?;
+        let acc_path = options
+            .get("acc")
+            .map(std::path::PathBuf::from)
+            .or_else(|| in_model_dir("medusa_topk_acc_heldout.json"));
+        options.finish()?;
+        let heads = medusa::MedusaHeads::load(&heads_path)
+            .map_err(|e| SpecError::Unavailable(format!("{}: {e}", heads_path.display())))?;
+        if heads.vocab_size() != env.vocab_size {
+            return Err(SpecError::Unavailable(format!(
+                "{}: the heads predict {} tokens, the model has {}",
+                heads_path.display(),
+                heads.vocab_size(),
+                env.vocab_size
+            )));
+        }
+        let (policy, mut description) = medusa_tree(&tree, min_score, acc_path.as_deref())?;
+        let acceptance = match accept.as_str() {
+            "greedy" | "exact" => {
+                if epsilon.is_some() || delta.is_some() {
+                    return Err(bad(
+                        "epsilon/delta",
+                        "only apply to accept=typical".to_string(),
+                    ));
+                }
+                description += ",accept=greedy";
+                medusa::Acceptance::Exact
+            }
+            "typical" => {
+                let typical =
+                    medusa::TypicalAcceptance::new(epsilon.unwrap_or(0.09), delta.unwrap_or(0.3))
+                        .map_err(|e| bad("epsilon/delta", e.to_string()))?;
+                description += &format!(
+                    ",accept=typical,epsilon={},delta={}",
+                    typical.epsilon(),
+                    typical.delta()
+                );
+                medusa::Acceptance::TypicalLossy(typical)
+            }
+            other => {
+                return Err(bad(
+                    "accept",
+                    format!("`{other}`: expected greedy or typical"),
+                ));
+            }
+        };
+        let config = medusa::MedusaConfig::new(policy).with_acceptance(acceptance);
+        let heads = std::sync::Arc::new(heads);
+        medusa::Medusa::new(medusa::HeadSource::Library(heads.clone()), config.clone())
+            .map_err(|e| bad("tree", e.to_string()))?;
+        Ok(Self {
+            heads,
+            config,
+            description: format!("medusa:tree={description}"),
+        })
+    }
+}
+
+/// `key` parsed as `T`, if given.
+fn parse_optional<T: std::str::FromStr>(
+    options: &mut SpecOptions,
+    key: &'static str,
+) -> Result<Option<T>, SpecError>
+where
+    T::Err: std::fmt::Display,
+{
+    options
+        .get(key)
+        .map(|raw| {
+            raw.parse().map_err(|e: T::Err| SpecError::BadValue {
+                key: key.to_string(),
+                message: format!("`{raw}`: {e}"),
+            })
+        })
+        .transpose()
+}
+
+/// Parses the `tree` option of `medusa`; returns the policy and its normalised description.
+fn medusa_tree(
+    tree: &str,
+    min_score: Option<f32>,
+    acc_path: Option<&Path>,
+) -> Result<(medusa::TreePolicy, String), SpecError> {
+    let bad = |message: String| SpecError::BadValue {
+        key: "tree".to_string(),
+        message,
+    };
+    let (kind, arg) = tree.split_once(':').unwrap_or((tree, ""));
+    let number = |what: &str| {
+        arg.parse::<usize>()
+            .map_err(|e| bad(format!("`{tree}`: {what} needs a node count: {e}")))
+    };
+    if kind != "dynamic" && min_score.is_some() {
+        return Err(SpecError::BadValue {
+            key: "min_score".to_string(),
+            message: "only applies to tree=dynamic".to_string(),
+        });
+    }
+    let policy = match kind {
+        "dynamic" => {
+            let mut d = medusa::DynamicTree::new();
+            if !arg.is_empty() {
+                d = d
+                    .with_max_nodes(number("dynamic")?)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            if let Some(s) = min_score {
+                d = d.with_min_score(s).map_err(|e| bad(e.to_string()))?;
+            }
+            let mut text = match d.max_nodes() {
+                Some(n) => format!("dynamic:{n}"),
+                None => "dynamic".to_string(),
+            };
+            if d.min_score() > 0.0 {
+                text += &format!(",min_score={}", d.min_score());
+            }
+            return Ok((medusa::TreePolicy::Dynamic(d), text));
+        }
+        "mc_sim_7b_63" if arg.is_empty() => medusa::CandidateTree::mc_sim_7b_63(),
+        "sparse" => {
+            let path = acc_path.ok_or_else(|| {
+                SpecError::Unavailable(
+                    "tree=sparse needs rank accuracies: acc=FILE or a model directory".to_string(),
+                )
+            })?;
+            let acc = medusa::RankAccuracies::load(path)
+                .map_err(|e| SpecError::Unavailable(format!("{}: {e}", path.display())))?;
+            medusa::CandidateTree::sparse(&acc, number("sparse")?)
+                .map_err(|e| bad(e.to_string()))?
+        }
+        "cartesian" => {
+            let widths = arg
+                .split('x')
+                .map(str::parse::<usize>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("`{tree}`: expected cartesian:K1xK2x...: {e}")))?;
+            medusa::CandidateTree::cartesian(&widths).map_err(|e| bad(e.to_string()))?
+        }
+        _ => {
+            return Err(bad(format!(
+                "`{tree}`: expected dynamic[:N], mc_sim_7b_63, sparse:N or cartesian:K1xK2x..."
+            )));
+        }
+    };
+    Ok((medusa::TreePolicy::Static(policy), tree.to_string()))
+}
+
+impl StrategyFactory for MedusaFactory {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
+        let heads = medusa::HeadSource::Library(self.heads.clone());
+        let strategy = medusa::Medusa::new(heads, self.config.clone())
             .map_err(|e| SpecError::Decode(e.into()))?;
         Ok(Box::new(strategy))
     }

@@ -1,0 +1,326 @@
+//! Medusa heads run by the library: residual blocks and an output projection per head.
+//!
+//! Head `k` (0-based) reads the base model's final hidden state `h` (after the last norm) at
+//! position `t` and predicts the token at `t + k + 2`:
+//!
+//! ```text
+//! u_0 = h,   u_{l+1} = u_l + SiLU(W_{k,l} u_l + b_{k,l})   (l = 0 .. L-1, the ResBlocks)
+//! logits_k = W_out_k u_L                                   (no bias; or the base lm_head)
+//! ```
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1, ArrayViewMut2};
+
+use crate::error::MedusaError;
+
+/// One residual block of a head: `u + SiLU(W u + b)`, `W` square (out x in).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResBlock {
+    weight: Array2<f32>,
+    bias: Array1<f32>,
+}
+
+impl ResBlock {
+    /// A block from its weight (`d x d`, output rows by input columns) and bias (`d`).
+    pub fn new(weight: Array2<f32>, bias: Array1<f32>) -> Result<Self, MedusaError> {
+        let d = bias.len();
+        if weight.dim() != (d, d) {
+            return Err(MedusaError::Shape {
+                name: "resblock weight".to_string(),
+                actual: weight.shape().to_vec(),
+                expected: vec![d, d],
+            });
+        }
+        Ok(Self { weight, bias })
+    }
+
+    /// Width of the block.
+    pub fn size(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// `x <- x + SiLU(W x + b)`, using `tmp` (resized to the width) as scratch.
+    fn apply(&self, x: &mut Array1<f32>, tmp: &mut Array1<f32>) {
+        general_matvec(&self.weight, x.view(), tmp.view_mut());
+        for ((t, &b), xi) in tmp.iter_mut().zip(&self.bias).zip(x.iter_mut()) {
+            let u = *t + b;
+            *xi += u / (1.0 + (-u).exp());
+        }
+    }
+}
+
+/// The weights of one head: its residual blocks and, unless it shares the base model's
+/// lm_head, its own output projection (`vocab x d`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadWeights {
+    blocks: Vec<ResBlock>,
+    output: Option<Array2<f32>>,
+}
+
+impl HeadWeights {
+    /// A head from its blocks (applied in order) and its output projection (`None`: share
+    /// the lm_head given to [`MedusaHeads::new`]).
+    pub fn new(blocks: Vec<ResBlock>, output: Option<Array2<f32>>) -> Self {
+        Self { blocks, output }
+    }
+}
+
+/// A set of Medusa heads over a base model with hidden size `d` and vocabulary `V`,
+/// evaluated by the library from the hidden state the model exposes.
+///
+/// Load them from a Medusa-format safetensors file with [`load`](Self::load) (f16, bf16 or
+/// f32 weights, computed in f32), or build them from arrays with [`new`](Self::new). Share
+/// one set between sequences with an `Arc`: evaluation takes `&self`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MedusaHeads {
+    heads: Vec<HeadWeights>,
+    lm_head: Option<Array2<f32>>,
+    hidden_size: usize,
+    vocab_size: usize,
+}
+
+impl MedusaHeads {
+    /// Heads from their weights. Heads without an output projection use `lm_head` (`V x d`),
+    /// which must then be given; every head must agree on `d` and `V`.
+    pub fn new(heads: Vec<HeadWeights>, lm_head: Option<Array2<f32>>) -> Result<Self, MedusaError> {
+        let first = heads.first().ok_or(MedusaError::NoHeads)?;
+        let out_shape = first
+            .output
+            .as_ref()
+            .or(lm_head.as_ref())
+            .map(|w| w.dim())
+            .ok_or(MedusaError::MissingOutput(0))?;
+        let (vocab_size, hidden_size) = out_shape;
+        if vocab_size == 0 || hidden_size == 0 {
+            return Err(MedusaError::Mismatch(
+                "heads need a non-empty vocabulary and hidden state".to_string(),
+            ));
+        }
+        let shape_error = |name: String, actual: &[usize], expected: Vec<usize>| {
+            Err(MedusaError::Shape {
+                name,
+                actual: actual.to_vec(),
+                expected,
+            })
+        };
+        if let Some(w) = &lm_head
+            && w.dim() != out_shape
+        {
+            return shape_error(
+                "lm_head".to_string(),
+                w.shape(),
+                vec![vocab_size, hidden_size],
+            );
+        }
+        for (k, head) in heads.iter().enumerate() {
+            for (l, block) in head.blocks.iter().enumerate() {
+                if block.size() != hidden_size {
+                    return shape_error(
+                        format!("medusa_head.{k}.{l}.linear.bias"),
+                        &[block.size()],
+                        vec![hidden_size],
+                    );
+                }
+            }
+            match &head.output {
+                Some(w) if w.dim() != out_shape => {
+                    let name = format!("medusa_head.{k}.{}.weight", head.blocks.len());
+                    return shape_error(name, w.shape(), vec![vocab_size, hidden_size]);
+                }
+                None if lm_head.is_none() => return Err(MedusaError::MissingOutput(k)),
+                _ => {}
+            }
+        }
+        Ok(Self {
+            heads,
+            lm_head,
+            hidden_size,
+            vocab_size,
+        })
+    }
+
+    /// Loads heads in the Medusa layout (`medusa_head.{k}.{l}.linear.{weight,bias}` for the
+    /// residual blocks, `medusa_head.{k}.{L}.weight` for each head's own output projection).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, MedusaError> {
+        Self::from_safetensors(&read(path.as_ref())?, None)
+    }
+
+    /// Like [`load`](Self::load), with the base model's lm_head (`V x d`) for heads that
+    /// have no output projection of their own.
+    pub fn load_with_lm_head(
+        path: impl AsRef<Path>,
+        lm_head: Array2<f32>,
+    ) -> Result<Self, MedusaError> {
+        Self::from_safetensors(&read(path.as_ref())?, Some(lm_head))
+    }
+
+    /// Parses heads from the bytes of a safetensors file; see [`load`](Self::load).
+    pub fn from_safetensors(
+        bytes: &[u8],
+        lm_head: Option<Array2<f32>>,
+    ) -> Result<Self, MedusaError> {
+        Self::new(crate::load::parse_heads(bytes)?, lm_head)
+    }
+
+    /// Number of heads.
+    pub fn num_heads(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Width of the hidden state the heads read.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Vocabulary size of the head logits.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Residual blocks per head (the Medusa config's `medusa_num_layers`), for head `k`.
+    pub fn num_blocks(&self, k: usize) -> usize {
+        self.heads.get(k).map_or(0, |h| h.blocks.len())
+    }
+
+    /// Writes the logits of the first `out.nrows()` heads for hidden state `hidden` into
+    /// `out` (`heads x V`). `scratch` is reused between calls.
+    pub fn logits(
+        &self,
+        hidden: ArrayView1<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+        scratch: &mut HeadScratch,
+    ) -> Result<(), MedusaError> {
+        if hidden.len() != self.hidden_size {
+            return Err(MedusaError::Mismatch(format!(
+                "hidden state has {} values, the heads read {}",
+                hidden.len(),
+                self.hidden_size
+            )));
+        }
+        if out.nrows() > self.num_heads() || out.ncols() != self.vocab_size {
+            return Err(MedusaError::Mismatch(format!(
+                "head logits buffer is {:?}, expected at most {} rows of {}",
+                out.dim(),
+                self.num_heads(),
+                self.vocab_size
+            )));
+        }
+        if scratch.x.len() != self.hidden_size {
+            scratch.x = Array1::zeros(self.hidden_size);
+            scratch.tmp = Array1::zeros(self.hidden_size);
+        }
+        for (k, head) in self.heads.iter().enumerate().take(out.nrows()) {
+            scratch.x.assign(&hidden);
+            for block in &head.blocks {
+                block.apply(&mut scratch.x, &mut scratch.tmp);
+            }
+            let w = match (&head.output, &self.lm_head) {
+                (Some(w), _) | (None, Some(w)) => w,
+                (None, None) => return Err(MedusaError::MissingOutput(k)),
+            };
+            general_matvec(w, scratch.x.view(), out.row_mut(k));
+        }
+        Ok(())
+    }
+}
+
+/// Scratch space for [`MedusaHeads::logits`].
+#[derive(Clone, Debug, Default)]
+pub struct HeadScratch {
+    x: Array1<f32>,
+    tmp: Array1<f32>,
+}
+
+/// `out = w x`, one dot product per output row (row-major `w`).
+fn general_matvec(w: &Array2<f32>, x: ArrayView1<'_, f32>, mut out: ArrayViewMut1<'_, f32>) {
+    match (w.as_slice(), x.as_slice()) {
+        (Some(w), Some(x)) => {
+            let d = x.len();
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(d)) {
+                *o = dot(row, x);
+            }
+        }
+        _ => out.assign(&w.dot(&x)),
+    }
+}
+
+/// A dot product with eight independent accumulators (vectorises without fast-math).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        sum += x * y;
+    }
+    sum
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, MedusaError> {
+    std::fs::read(path).map_err(|source| MedusaError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logits_follow_the_formula() {
+        // d = 2, V = 3, one block.
+        let block = ResBlock::new(
+            ndarray::arr2(&[[1.0, 0.0], [0.0, -1.0]]),
+            ndarray::arr1(&[0.0, 0.5]),
+        )
+        .unwrap();
+        let out = ndarray::arr2(&[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]);
+        let heads = MedusaHeads::new(vec![HeadWeights::new(vec![block], Some(out))], None).unwrap();
+        let h = ndarray::arr1(&[2.0f32, 1.0]);
+        let mut logits = Array2::zeros((1, 3));
+        heads
+            .logits(h.view(), logits.view_mut(), &mut HeadScratch::default())
+            .unwrap();
+        let silu = |u: f32| u / (1.0 + (-u).exp());
+        let u = [2.0 + silu(2.0), 1.0 + silu(-0.5)];
+        let expected = [u[0], u[1], u[0] + u[1]];
+        for (a, b) in logits.row(0).iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn shared_lm_head_and_shape_checks() {
+        let block = || ResBlock::new(Array2::zeros((2, 2)), Array1::zeros(2)).unwrap();
+        let head = || HeadWeights::new(vec![block()], None);
+        assert!(matches!(
+            MedusaHeads::new(vec![head()], None),
+            Err(MedusaError::MissingOutput(0))
+        ));
+        let heads = MedusaHeads::new(vec![head(), head()], Some(Array2::ones((5, 2)))).unwrap();
+        assert_eq!(
+            (heads.num_heads(), heads.vocab_size(), heads.hidden_size()),
+            (2, 5, 2)
+        );
+        assert!(MedusaHeads::new(vec![head()], Some(Array2::ones((5, 3)))).is_err());
+        assert!(ResBlock::new(Array2::zeros((2, 3)), Array1::zeros(2)).is_err());
+        assert!(matches!(
+            MedusaHeads::new(vec![], None),
+            Err(MedusaError::NoHeads)
+        ));
+        let mut out = Array2::zeros((3, 5));
+        let err = heads.logits(
+            Array1::zeros(2).view(),
+            out.view_mut(),
+            &mut HeadScratch::default(),
+        );
+        assert!(err.is_err(), "three rows for two heads");
+    }
+}
