@@ -206,21 +206,55 @@ impl MedusaHeads {
                 self.vocab_size
             )));
         }
+        for (k, row) in out.rows_mut().into_iter().enumerate() {
+            self.run_head(k, hidden, row, scratch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes head `k`'s logits for `hidden` into `out` (`V` long).
+    pub fn head_logits(
+        &self,
+        k: usize,
+        hidden: ArrayView1<'_, f32>,
+        out: ArrayViewMut1<'_, f32>,
+        scratch: &mut HeadScratch,
+    ) -> Result<(), MedusaError> {
+        if k >= self.num_heads() || hidden.len() != self.hidden_size || out.len() != self.vocab_size
+        {
+            return Err(MedusaError::Mismatch(format!(
+                "head {k} of {}: hidden state of {} values (expected {}), output of {} (expected {})",
+                self.num_heads(),
+                hidden.len(),
+                self.hidden_size,
+                out.len(),
+                self.vocab_size
+            )));
+        }
+        self.run_head(k, hidden, out, scratch)
+    }
+
+    fn run_head(
+        &self,
+        k: usize,
+        hidden: ArrayView1<'_, f32>,
+        out: ArrayViewMut1<'_, f32>,
+        scratch: &mut HeadScratch,
+    ) -> Result<(), MedusaError> {
         if scratch.x.len() != self.hidden_size {
             scratch.x = Array1::zeros(self.hidden_size);
             scratch.tmp = Array1::zeros(self.hidden_size);
         }
-        for (k, head) in self.heads.iter().enumerate().take(out.nrows()) {
-            scratch.x.assign(&hidden);
-            for block in &head.blocks {
-                block.apply(&mut scratch.x, &mut scratch.tmp);
-            }
-            let w = match (&head.output, &self.lm_head) {
-                (Some(w), _) | (None, Some(w)) => w,
-                (None, None) => return Err(MedusaError::MissingOutput(k)),
-            };
-            general_matvec(w, scratch.x.view(), out.row_mut(k));
+        let head = &self.heads[k];
+        scratch.x.assign(&hidden);
+        for block in &head.blocks {
+            block.apply(&mut scratch.x, &mut scratch.tmp);
         }
+        let w = match (&head.output, &self.lm_head) {
+            (Some(w), _) | (None, Some(w)) => w,
+            (None, None) => return Err(MedusaError::MissingOutput(k)),
+        };
+        general_matvec(w, scratch.x.view(), out);
         Ok(())
     }
 }

@@ -85,13 +85,18 @@ pub(crate) struct DynamicNode {
 /// Because every head's candidates are sorted by probability, the search can offer children
 /// lazily (a node's best child and its next sibling when it is taken) and still take nodes
 /// in exactly best-first order.
+///
+/// Returns whether the search wanted a deeper head than `heads` holds: the caller may then
+/// evaluate the next head and search again (the result only changes if it was wanted), so
+/// heads that no chosen path reaches are never evaluated.
 pub(crate) fn build_dynamic(
     heads: &[RankedHead],
     budget: usize,
     min_score: f32,
     heap: &mut std::collections::BinaryHeap<Frontier>,
     out: &mut Vec<DynamicNode>,
-) {
+) -> bool {
+    let mut wanted_deeper = false;
     out.clear();
     out.push(DynamicNode {
         parent: 0,
@@ -107,6 +112,7 @@ pub(crate) fn build_dynamic(
                      depth: usize,
                      rank: usize| {
         let Some(head) = heads.get(depth - 1) else {
+            wanted_deeper = true;
             return;
         };
         let Some(&p) = head.probs.get(rank) else {
@@ -139,6 +145,7 @@ pub(crate) fn build_dynamic(
         offer(heap, f.parent, scores[f.parent], f.depth, f.rank + 1);
         offer(heap, node, f.score, f.depth + 1, 0);
     }
+    wanted_deeper
 }
 
 /// A frontier entry of the dynamic search: highest score first, then the earliest offer.
@@ -228,5 +235,48 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1, "nothing passes a 0.6 floor");
+    }
+
+    #[test]
+    fn lazy_head_evaluation_builds_the_same_tree() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(5);
+        for _ in 0..200 {
+            let heads: Vec<RankedHead> = (0..rng.random_range(1..5))
+                .map(|_| {
+                    let logits: Vec<f32> = (0..rng.random_range(1..20))
+                        .map(|_| rng.random_range(-3.0f32..3.0))
+                        .collect();
+                    ranked(&logits, 20)
+                })
+                .collect();
+            let budget = rng.random_range(1..40);
+            let min_score = if rng.random_bool(0.5) { 0.0 } else { 0.01 };
+            let (mut eager, mut lazy) = (Vec::new(), Vec::new());
+            build_dynamic(
+                &heads,
+                budget,
+                min_score,
+                &mut Default::default(),
+                &mut eager,
+            );
+            let mut known = 0;
+            while build_dynamic(
+                &heads[..known],
+                budget,
+                min_score,
+                &mut Default::default(),
+                &mut lazy,
+            ) && known < heads.len()
+            {
+                known += 1;
+            }
+            let key = |v: &[DynamicNode]| {
+                v.iter()
+                    .map(|n| (n.parent, n.depth, n.rank))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(key(&eager), key(&lazy));
+        }
     }
 }

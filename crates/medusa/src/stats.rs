@@ -13,6 +13,9 @@ pub struct MedusaStats {
     pub head_steps: usize,
     /// Nodes drafted below the root over those steps.
     pub drafted_nodes: usize,
+    /// Heads evaluated over those steps (a dynamic tree evaluates a head only when a chosen
+    /// path reaches its depth).
+    pub heads_evaluated: usize,
     /// `accepted_histogram[a]`: steps that accepted exactly `a` drafted tokens.
     pub accepted_histogram: Vec<usize>,
     /// `drafted_by_depth[d - 1]`: steps whose tree reached depth `d`.
@@ -42,9 +45,16 @@ impl MedusaStats {
 
     /// Records one head step: `path` holds the (depth, rank) of each accepted node, root
     /// excluded, and the tree reached `max_depth`.
-    pub(crate) fn record(&mut self, drafted: usize, max_depth: usize, path: &[(usize, usize)]) {
+    pub(crate) fn record(
+        &mut self,
+        drafted: usize,
+        max_depth: usize,
+        heads: usize,
+        path: &[(usize, usize)],
+    ) {
         self.head_steps += 1;
         self.drafted_nodes += drafted;
+        self.heads_evaluated += heads;
         grow(&mut self.accepted_histogram, path.len() + 1);
         self.accepted_histogram[path.len()] += 1;
         grow(&mut self.drafted_by_depth, max_depth);
@@ -64,6 +74,7 @@ impl MedusaStats {
     }
 
     /// The statistics as named metrics: `head_steps`, `mean_accepted`, `draft_nodes_per_step`,
+    /// `heads_per_step`,
     /// `accept_rate_depth{d}` and `head{k}_rank{r}` (the share of head steps in which head
     /// `k`'s accepted candidate had rank `r`; `head{k}_rank8plus` for the rest).
     pub fn metrics(&self) -> Vec<Metric> {
@@ -73,6 +84,10 @@ impl MedusaStats {
             Metric::new(
                 "draft_nodes_per_step",
                 ratio(self.drafted_nodes, self.head_steps),
+            ),
+            Metric::new(
+                "heads_per_step",
+                ratio(self.heads_evaluated, self.head_steps),
             ),
         ];
         for (d, rate) in self.acceptance_by_depth().into_iter().enumerate() {
@@ -114,8 +129,8 @@ mod tests {
     #[test]
     fn records_depths_and_ranks() {
         let mut s = MedusaStats::default();
-        s.record(10, 3, &[(1, 0), (2, 2)]);
-        s.record(5, 2, &[]);
+        s.record(10, 3, 3, &[(1, 0), (2, 2)]);
+        s.record(5, 2, 2, &[]);
         assert_eq!(s.head_steps, 2);
         assert_eq!(s.accepted_histogram, vec![1, 0, 1]);
         assert_eq!(s.acceptance_by_depth(), vec![0.5, 0.5, 0.0]);

@@ -231,8 +231,9 @@ pub struct Medusa {
     has_input: bool,
     hidden: Array1<f32>,
     engine_logits: Array2<f32>,
-    head_logits: Array2<f32>,
+    head_row: Array1<f32>,
     head_scratch: HeadScratch,
+    heads_evaluated: usize,
     ranked: Vec<RankedHead>,
     order: Vec<u32>,
     heap: BinaryHeap<Frontier>,
@@ -261,8 +262,9 @@ impl Medusa {
             has_input: false,
             hidden: Array1::zeros(0),
             engine_logits: Array2::zeros((0, 0)),
-            head_logits: Array2::zeros((0, 0)),
+            head_row: Array1::zeros(0),
             head_scratch: HeadScratch::default(),
+            heads_evaluated: 0,
             ranked: Vec::new(),
             order: Vec::new(),
             heap: BinaryHeap::new(),
@@ -290,30 +292,39 @@ impl Medusa {
         &self.stats
     }
 
-    /// Computes (library) or takes (engine) the logits of the first `n` heads and ranks the
-    /// best `widths[d]` candidates of head `d`.
-    fn rank_heads(&mut self, widths: &[usize], with_probs: bool) -> Result<(), DecodeError> {
-        let n = widths.len();
-        let logits = match &self.heads {
+    /// Ranks the best `width` candidates of head `d`, computing its logits first when the
+    /// library runs the heads.
+    fn rank_head(&mut self, d: usize, width: usize, with_probs: bool) -> Result<(), DecodeError> {
+        if self.ranked.len() <= d {
+            self.ranked.resize_with(d + 1, RankedHead::default);
+        }
+        let row = match &self.heads {
             HeadSource::Library(heads) => {
-                if self.head_logits.dim() != (n, heads.vocab_size()) {
-                    self.head_logits = Array2::zeros((n, heads.vocab_size()));
+                if self.head_row.len() != heads.vocab_size() {
+                    self.head_row = Array1::zeros(heads.vocab_size());
                 }
-                heads.logits(
+                heads.head_logits(
+                    d,
                     self.hidden.view(),
-                    self.head_logits.view_mut(),
+                    self.head_row.view_mut(),
                     &mut self.head_scratch,
                 )?;
-                self.head_logits.view()
+                self.head_row.view()
             }
-            HeadSource::Engine { .. } => first_rows(self.engine_logits.view(), n),
+            HeadSource::Engine { .. } => self.engine_logits.row(d),
         };
-        self.ranked.resize_with(n, RankedHead::default);
-        for (d, (row, &width)) in logits.rows().into_iter().zip(widths).enumerate() {
-            let row = row
-                .as_slice()
-                .ok_or(DecodeError::State("head logits not contiguous"))?;
-            self.ranked[d].rank(row, width, with_probs, &mut self.order);
+        let row = row
+            .to_slice()
+            .ok_or(DecodeError::State("head logits are not contiguous"))?;
+        self.ranked[d].rank(row, width, with_probs, &mut self.order);
+        self.heads_evaluated = self.heads_evaluated.max(d + 1);
+        Ok(())
+    }
+
+    /// Ranks the best `widths[d]` candidates of each head `d < widths.len()`.
+    fn rank_heads(&mut self, widths: &[usize], with_probs: bool) -> Result<(), DecodeError> {
+        for (d, &width) in widths.iter().enumerate() {
+            self.rank_head(d, width, with_probs)?;
         }
         Ok(())
     }
@@ -372,15 +383,22 @@ impl Medusa {
     ) -> Result<(), DecodeError> {
         let budget = policy.max_nodes.map_or(budget, |m| m.min(budget));
         let depth = depth.min(budget - 1);
-        let widths: Vec<usize> = (1..=depth).map(|d| budget - d).collect();
-        self.rank_heads(&widths, true)?;
-        build_dynamic(
-            &self.ranked[..depth],
-            budget,
-            policy.min_score,
-            &mut self.heap,
-            &mut self.dynamic,
-        );
+        // Heads are evaluated lazily: head d only once the search wants depth d + 1.
+        let mut ranked = 0;
+        loop {
+            let wants_deeper = build_dynamic(
+                &self.ranked[..ranked],
+                budget,
+                policy.min_score,
+                &mut self.heap,
+                &mut self.dynamic,
+            );
+            if !wants_deeper || ranked == depth {
+                break;
+            }
+            self.rank_head(ranked, budget - ranked - 1, true)?;
+            ranked += 1;
+        }
         self.placed.clear();
         self.placed.push(Some(0));
         for node in &self.dynamic[1..] {
@@ -464,6 +482,7 @@ impl Strategy for Medusa {
 
     fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
         self.drafted.clear();
+        self.heads_evaluated = 0;
         let depth = ctx.max_depth.min(self.heads.num_heads());
         if !self.has_input || depth == 0 || ctx.max_nodes <= 1 {
             return Ok(());
@@ -497,8 +516,12 @@ impl Strategy for Medusa {
                     .filter_map(|&n| self.drafted.get(n)),
             );
             let max_depth = self.drafted.iter().map(|&(d, _)| d).max().unwrap_or(0);
-            self.stats
-                .record(self.drafted.len() - 1, max_depth, &self.accepted_path);
+            self.stats.record(
+                self.drafted.len() - 1,
+                max_depth,
+                self.heads_evaluated,
+                &self.accepted_path,
+            );
         }
         self.take_input(feedback)
     }
