@@ -15,7 +15,11 @@
 //!   continuations of *every* occurrence of it and of shorter suffixes, weighted by
 //!   frequency (SuffixDecoding's scoring), cut by a probability threshold and a node budget,
 //!   and as deep as the match is long. A context occurrence that runs into the end of a loop
-//!   continues around it.
+//!   continues around it. Nodes are ranked by an acceptance estimate learned from
+//!   verification (from how long the copy has held and how much the sources agree); given
+//!   the model's [`CostCurve`](decoding_core::CostCurve) ([`ReferenceConfig::cost`]), each
+//!   step keeps only the nodes that pay for their cost, which matters on CPUs where a forward
+//!   over 8 tokens costs several single-token forwards.
 //! * [`Mode::Llma`]: LLMA (Yang et al., 2023, *Inference with Reference: Lossless
 //!   Acceleration of Large Language Models*): the last `n` output tokens matched in the
 //!   references, the next `k` tokens of the first occurrence copied as a chain.
@@ -51,10 +55,28 @@
 //! | SuffixDecoding: pattern match, `C(child)/C(parent)` scores, `max_spec_factor` `alpha`, `min_token_prob` | [`Matcher::occurrences`], trie probabilities, [`ReferenceConfig::depth_factor`], [`ReferenceConfig::min_prob`] |
 //! | SAM-Decoding: static automaton over the corpus, dynamic one over the generation | [`ReferenceIndex`], the matcher's context automaton |
 //!
-//! The suffix mode differs from SuffixDecoding in three ways: matches have no length cap (an
+//! The suffix mode differs from SuffixDecoding in four ways: matches have no length cap (an
 //! automaton rather than a depth-limited suffix tree), the prompt and references join the
-//! output as sources, and occurrences of shorter suffixes join the trie with a lower weight
-//! (`match_len ^ length_weight`) instead of being tried only when the longest has none.
+//! output as sources, occurrences of shorter suffixes join the trie with a lower weight
+//! (`match_len ^ length_weight`) instead of being tried only when the longest has none, and
+//! tree sizes follow learned acceptance estimates and the hardware's cost curve rather than a
+//! fixed `alpha * match length` budget alone.
+//!
+//! ## Performance
+//!
+//! On pycoder-16m over the dev eval set (40 completion and 30 edit cases, every output
+//! identical to plain greedy), tau with the defaults is 3.04 on completion and 2.48 on edit
+//! (prompt lookup with Hugging Face's defaults: 2.46 and 2.07; LLMA `n = 1, K = 20` on the
+//! references: 1.29 on edit). Matching costs about 0.1 us per token, and a whole drafting
+//! step (match, occurrences, trie, budgeted tree) under 10 us on a 100k-token reference
+//! (`cargo bench --bench reference_lookup`).
+//!
+//! Wall-clock depends on what a tree costs. On a 2-core CPU running llama-cpu, where a
+//! forward over 8 tokens costs 2.6 single-token forwards and over 16 tokens 7.5, the default
+//! 24-node budget (8 nodes per step on average) gains 1.13x on completion and 0.98x on edit
+//! against plain greedy in the same run, while the same mode given that cost curve
+//! (`cost=1:1/2:1.25/4:1.7/8:2.64/16:7.48/32:14.25`, 2.7 nodes per step) gains 1.58x and
+//! 1.44x at tau 2.26 and 1.94 (prompt lookup: 0.92x and 0.82x).
 
 mod automaton;
 mod calibration;

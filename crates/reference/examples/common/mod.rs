@@ -65,11 +65,11 @@ pub(crate) fn curve(spec: &str) -> Result<CostCurve, Box<dyn Error>> {
     let points: Vec<(usize, f64)> = match spec {
         "llama" => vec![
             (1, 1.0),
-            (2, 1.45),
-            (4, 2.12),
-            (8, 3.45),
-            (16, 7.4),
-            (32, 22.3),
+            (2, 1.25),
+            (4, 1.7),
+            (8, 2.64),
+            (16, 7.48),
+            (32, 14.25),
         ],
         "torch" => vec![(1, 1.0), (2, 1.47), (8, 1.81), (20, 2.19), (33, 2.74)],
         _ => spec
