@@ -409,11 +409,13 @@ impl StrategyFactory for ReferenceFactory {
     }
 }
 
-/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,accept=greedy|typical,epsilon=E,delta=D,min_score=S,heads=FILE,acc=FILE]`:
+/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,accept=greedy|typical,epsilon=E,delta=D,min_score=S,cost=CURVE,heads=FILE,acc=FILE]`:
 /// Medusa heads (default `MODEL_DIR/medusa_heads.safetensors`, loaded once and shared by
 /// every case) run by the library on the model's hidden states. `tree` (default `dynamic`):
 /// `dynamic` picks each step's tree from the heads' probabilities, up to `N` nodes or the
-/// decoder's budget, leaving out paths estimated below `min_score`; `mc_sim_7b_63` is the
+/// decoder's budget, leaving out paths estimated below `min_score`, and with
+/// `cost=1:1/2:1.2/4:1.6/...` (forward cost by tree size) keeping each step the nodes that
+/// maximise expected tokens per unit of cost; `mc_sim_7b_63` is the
 /// paper's 64-node tree; `sparse:N` the paper's sparse tree of `N` nodes (root included) from
 /// rank accuracies (`acc`, default `MODEL_DIR/medusa_topk_acc_heldout.json`); `cartesian:3x2`
 /// the product of each head's top candidates. `accept=greedy` is exact verification (also
@@ -439,6 +441,7 @@ impl MedusaFactory {
         let epsilon: Option<f64> = parse_optional(&mut options, "epsilon")?;
         let delta: Option<f64> = parse_optional(&mut options, "delta")?;
         let min_score: Option<f32> = parse_optional(&mut options, "min_score")?;
+        let cost = options.get("cost");
         let heads_path = options
             .get("heads")
             .map(std::path::PathBuf::from)
@@ -459,7 +462,8 @@ impl MedusaFactory {
                 env.vocab_size
             )));
         }
-        let (policy, mut description) = medusa_tree(&tree, min_score, acc_path.as_deref())?;
+        let (policy, mut description) =
+            medusa_tree(&tree, min_score, cost.as_deref(), acc_path.as_deref())?;
         let acceptance = match accept.as_str() {
             "greedy" | "exact" => {
                 if epsilon.is_some() || delta.is_some() {
@@ -524,6 +528,7 @@ where
 fn medusa_tree(
     tree: &str,
     min_score: Option<f32>,
+    cost: Option<&str>,
     acc_path: Option<&Path>,
 ) -> Result<(medusa::TreePolicy, String), SpecError> {
     let bad = |message: String| SpecError::BadValue {
@@ -535,10 +540,10 @@ fn medusa_tree(
         arg.parse::<usize>()
             .map_err(|e| bad(format!("`{tree}`: {what} needs a node count: {e}")))
     };
-    if kind != "dynamic" && min_score.is_some() {
+    if kind != "dynamic" && (min_score.is_some() || cost.is_some()) {
         return Err(SpecError::BadValue {
-            key: "min_score".to_string(),
-            message: "only applies to tree=dynamic".to_string(),
+            key: "min_score/cost".to_string(),
+            message: "only apply to tree=dynamic".to_string(),
         });
     }
     let policy = match kind {
@@ -558,6 +563,14 @@ fn medusa_tree(
             };
             if d.min_score() > 0.0 {
                 text += &format!(",min_score={}", d.min_score());
+            }
+            if let Some(cost) = cost {
+                let curve = parse_cost_curve(cost).map_err(|message| SpecError::BadValue {
+                    key: "cost".to_string(),
+                    message,
+                })?;
+                text += &format!(",cost={cost}");
+                d = d.with_cost(curve);
             }
             return Ok((medusa::TreePolicy::Dynamic(d), text));
         }

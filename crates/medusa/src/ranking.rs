@@ -75,6 +75,8 @@ pub(crate) struct DynamicNode {
     pub(crate) parent: usize,
     pub(crate) depth: usize,
     pub(crate) rank: usize,
+    /// The estimated acceptance: the product of the path's head probabilities.
+    pub(crate) score: f32,
 }
 
 /// Builds the dynamic tree: repeatedly takes the candidate path of highest score, a path's
@@ -102,9 +104,9 @@ pub(crate) fn build_dynamic(
         parent: 0,
         depth: 0,
         rank: 0,
+        score: 1.0,
     });
     heap.clear();
-    let mut scores: Vec<f32> = vec![1.0];
     let mut offers = 0u32;
     let mut offer = |heap: &mut std::collections::BinaryHeap<Frontier>,
                      parent: usize,
@@ -139,13 +141,28 @@ pub(crate) fn build_dynamic(
             parent: f.parent,
             depth: f.depth,
             rank: f.rank,
+            score: f.score,
         });
-        scores.push(f.score);
         let node = out.len() - 1;
-        offer(heap, f.parent, scores[f.parent], f.depth, f.rank + 1);
+        offer(heap, f.parent, out[f.parent].score, f.depth, f.rank + 1);
         offer(heap, node, f.score, f.depth + 1, 0);
     }
     wanted_deeper
+}
+
+/// The number of nodes (root included) of the best-first list `nodes` that maximises the
+/// expected tokens per unit of cost, `(1 + sum of the kept scores) / cost(n)`.
+pub(crate) fn best_size(nodes: &[DynamicNode], cost: &decoding_core::CostCurve) -> usize {
+    let mut expected = 1.0f64;
+    let mut best = (1.0 / cost.cost(1), 1);
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        expected += f64::from(node.score);
+        let value = expected / cost.cost(i + 1);
+        if value > best.0 {
+            best = (value, i + 1);
+        }
+    }
+    best.1
 }
 
 /// A frontier entry of the dynamic search: highest score first, then the earliest offer.
@@ -235,6 +252,25 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1, "nothing passes a 0.6 floor");
+    }
+
+    #[test]
+    fn cost_aware_size_maximises_tokens_per_cost() {
+        let node = |score| DynamicNode {
+            parent: 0,
+            depth: 1,
+            rank: 0,
+            score,
+        };
+        let nodes = [node(1.0), node(0.9), node(0.5), node(0.1)];
+        // Flat cost: keep everything; steep cost: keep what pays for itself.
+        let flat = decoding_core::CostCurve::linear(1.0, 0.0).unwrap();
+        assert_eq!(best_size(&nodes, &flat), 4);
+        let steep = decoding_core::CostCurve::linear(1.0, 0.3).unwrap();
+        // (1) / 1.3 = .77, (1.9) / 1.6 = 1.19, (2.4) / 1.9 = 1.26, (2.5) / 2.2 = 1.14
+        assert_eq!(best_size(&nodes, &steep), 3);
+        let prohibitive = decoding_core::CostCurve::linear(1.0, 10.0).unwrap();
+        assert_eq!(best_size(&nodes, &prohibitive), 1);
     }
 
     #[test]

@@ -5,15 +5,15 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use decoding_core::{
-    DecodeError, DraftContext, Draw, LogitsModel, Metric, NodeId, Requirements, Sampling,
-    StepFeedback, Strategy, Token, TokenTree, Verification,
+    CostCurve, DecodeError, DraftContext, Draw, LogitsModel, Metric, NodeId, Requirements,
+    Sampling, StepFeedback, Strategy, Token, TokenTree, Verification,
 };
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
 use crate::candidates::CandidateTree;
 use crate::error::MedusaError;
 use crate::heads::{HeadScratch, MedusaHeads};
-use crate::ranking::{DynamicNode, Frontier, RankedHead, build_dynamic};
+use crate::ranking::{DynamicNode, Frontier, RankedHead, best_size, build_dynamic};
 use crate::stats::MedusaStats;
 use crate::typical::TypicalAcceptance;
 
@@ -113,10 +113,11 @@ pub enum TreePolicy {
 /// deep and narrow, where they are not it spreads over many candidates of the first heads;
 /// it is the paper's greedy sparse-tree construction applied to this step's probabilities
 /// instead of average rank accuracies.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DynamicTree {
     max_nodes: Option<usize>,
     min_score: f32,
+    cost: Option<CostCurve>,
 }
 
 impl Default for DynamicTree {
@@ -127,10 +128,11 @@ impl Default for DynamicTree {
 
 impl DynamicTree {
     /// Fills the decoder's node budget every step.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             max_nodes: None,
             min_score: 0.0,
+            cost: None,
         }
     }
 
@@ -156,6 +158,20 @@ impl DynamicTree {
         }
         self.min_score = min_score;
         Ok(self)
+    }
+
+    /// Sizes each step's tree for speed on hardware whose forward cost grows with the tree
+    /// (`cost`, measured with [`CostCurve::measure`]): keeps the `n` best nodes that maximise
+    /// expected tokens per unit of time, `(1 + sum of their estimates) / cost(n)`. The heads'
+    /// own cost is not in the curve: it is paid whenever the tree has more than the root.
+    pub fn with_cost(mut self, cost: CostCurve) -> Self {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// The cost curve, if the tree is sized by cost.
+    pub fn cost(&self) -> Option<&CostCurve> {
+        self.cost.as_ref()
     }
 
     /// The node cap, if any.
@@ -376,7 +392,7 @@ impl Medusa {
 
     fn draft_dynamic(
         &mut self,
-        policy: DynamicTree,
+        policy: &DynamicTree,
         budget: usize,
         depth: usize,
         tree: &mut TokenTree,
@@ -398,6 +414,10 @@ impl Medusa {
             }
             self.rank_head(ranked, budget - ranked - 1, true)?;
             ranked += 1;
+        }
+        if let Some(cost) = &policy.cost {
+            let keep = best_size(&self.dynamic, cost);
+            self.dynamic.truncate(keep);
         }
         self.placed.clear();
         self.placed.push(Some(0));
@@ -495,14 +515,18 @@ impl Strategy for Medusa {
             };
             return self.draft_chain(depth.min(ctx.max_nodes - 1), tree);
         }
-        match &self.config.tree {
+        // Lend the policy out of `self` for the step (the placeholder allocates nothing).
+        let placeholder = TreePolicy::Dynamic(DynamicTree::new());
+        let policy = std::mem::replace(&mut self.config.tree, placeholder);
+        let drafted = match &policy {
             TreePolicy::Static(candidates) => {
-                let candidates = candidates.clone();
                 let depth = depth.min(candidates.max_depth());
-                self.draft_static(&candidates, ctx.max_nodes, depth, tree)
+                self.draft_static(candidates, ctx.max_nodes, depth, tree)
             }
-            TreePolicy::Dynamic(policy) => self.draft_dynamic(*policy, ctx.max_nodes, depth, tree),
-        }
+            TreePolicy::Dynamic(dynamic) => self.draft_dynamic(dynamic, ctx.max_nodes, depth, tree),
+        };
+        self.config.tree = policy;
+        drafted
     }
 
     fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::common::{OracleHeads, arc_heads, rng};
 use decoding_core::toy::{ChainsOnlyModel, HashModel};
-use decoding_core::{DecodeConfig, LogitsModel, Plain, StopReason, Token, generate};
+use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Plain, StopReason, Token, generate};
 use medusa::{
     Acceptance, CandidateTree, DynamicTree, HeadSource, Medusa, MedusaConfig, RankAccuracies,
     TreePolicy, TypicalAcceptance,
@@ -24,7 +24,11 @@ fn policy(pick: u8, nodes: usize, heads: usize) -> TreePolicy {
             .collect(),
     )
     .unwrap();
-    match pick % 5 {
+    match pick % 6 {
+        5 => {
+            let cost = CostCurve::new(vec![(1, 1.0), (2, 1.2), (4, 1.6), (8, 2.4), (64, 14.0)]);
+            TreePolicy::Dynamic(DynamicTree::new().with_cost(cost.unwrap()))
+        }
         0 => TreePolicy::Dynamic(DynamicTree::new()),
         1 => TreePolicy::Dynamic(
             DynamicTree::new()
