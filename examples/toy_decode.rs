@@ -67,7 +67,13 @@ fn main() -> Result<(), DecodeError> {
     let config = DecodeConfig::new(96).with_eos([0]);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let plain = generate(&mut model, Plain, &prompt, &config, &mut rng)?;
-    let drafted = generate(&mut model, RepeatLastOccurrence { k: 8 }, &prompt, &config, &mut rng)?;
+    let drafted = generate(
+        &mut model,
+        RepeatLastOccurrence { k: 8 },
+        &prompt,
+        &config,
+        &mut rng,
+    )?;
     println!("prompt: {prompt:?}");
     println!("output: {:?} (stopped: {:?})\n", plain.tokens, plain.stop);
     report("plain", &plain, &plain);
