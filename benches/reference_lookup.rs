@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use decoding_core::{DraftContext, Strategy, Token, TokenTree};
+use decoding_core::{CostCurve, DraftContext, Strategy, Token, TokenTree};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use reference::{Matcher, ReferenceConfig, ReferenceIndex, ReferenceStrategy};
@@ -135,6 +135,13 @@ fn drafting(c: &mut Criterion) {
         ("suffix_chain", {
             let mut c = ReferenceConfig::suffix();
             c.tree = false;
+            c
+        }),
+        ("suffix_cost_aware", {
+            let mut c = ReferenceConfig::suffix();
+            c.cost = Some(
+                CostCurve::new(vec![(1, 1.0), (2, 1.25), (4, 1.7), (8, 2.64), (16, 7.48)]).unwrap(),
+            );
             c
         }),
         ("llma", ReferenceConfig::llma()),
