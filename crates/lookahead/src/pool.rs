@@ -46,10 +46,12 @@ pub struct NgramPool {
     grams: usize,
 }
 
-/// The continuations of one key, least recent first, flattened.
+/// The continuations of one key, least recent first, flattened, with whether each was seen
+/// in real text.
 #[derive(Clone, Debug, Default)]
 struct Bucket {
     tokens: Vec<Token>,
+    seen: Vec<bool>,
     stamp: u64,
 }
 
@@ -134,9 +136,37 @@ impl NgramPool {
         self.get(key).find(|c| c.starts_with(prefix))
     }
 
-    /// Stores the n-gram `key, continuation...` as the most recent under `key`. A continuation
-    /// of the wrong length (not `N - 1` tokens) is ignored and `false` returned.
+    /// Like [`find`](Self::find), preferring n-grams seen in real text (inserted with
+    /// [`insert`](Self::insert)) to guesses ([`insert_guess`](Self::insert_guess)).
+    pub fn find_seen_first(&self, key: Token, prefix: &[Token]) -> Option<&[Token]> {
+        let bucket = self.buckets.get(&key)?;
+        let len = self.continuation;
+        let mut fallback = None;
+        for (i, c) in bucket.tokens.chunks_exact(len).enumerate().rev() {
+            if c.starts_with(prefix) {
+                if bucket.seen[i] {
+                    return Some(c);
+                }
+                fallback = fallback.or(Some(c));
+            }
+        }
+        fallback
+    }
+
+    /// Stores the n-gram `key, continuation...`, seen in real text (the prompt, the output), as
+    /// the most recent under `key`. A continuation of the wrong length (not `N - 1` tokens) is
+    /// ignored and `false` returned.
     pub fn insert(&mut self, key: Token, continuation: &[Token]) -> bool {
+        self.insert_with(key, continuation, true)
+    }
+
+    /// Like [`insert`](Self::insert), for an n-gram the model only guessed (a lookahead
+    /// window column); it stays marked as seen if it already was.
+    pub fn insert_guess(&mut self, key: Token, continuation: &[Token]) -> bool {
+        self.insert_with(key, continuation, false)
+    }
+
+    fn insert_with(&mut self, key: Token, continuation: &[Token], seen: bool) -> bool {
         let len = self.continuation;
         if continuation.len() != len {
             return false;
@@ -158,13 +188,17 @@ impl NgramPool {
             Some(i) => {
                 // Rotate it to the end: the most recent.
                 tokens[i * len..].rotate_left(len);
+                let was_seen = bucket.seen.remove(i);
+                bucket.seen.push(was_seen || seen);
             }
             None => {
                 if tokens.len() == self.per_key * len {
                     tokens.drain(..len);
+                    bucket.seen.remove(0);
                     self.grams -= 1;
                 }
                 tokens.extend_from_slice(continuation);
+                bucket.seen.push(seen);
                 self.grams += 1;
             }
         }
@@ -197,7 +231,11 @@ impl NgramPool {
         let mut grams = 0;
         for (key, bucket) in &self.buckets {
             let n = bucket.tokens.len() / self.continuation;
-            if bucket.tokens.len() % self.continuation != 0 || n == 0 || n > self.per_key {
+            if bucket.tokens.len() % self.continuation != 0
+                || n == 0
+                || n > self.per_key
+                || bucket.seen.len() != n
+            {
                 return Err(format!("key {key} holds {} tokens", bucket.tokens.len()));
             }
             let chunks: Vec<&[Token]> = bucket.tokens.chunks_exact(self.continuation).collect();
@@ -258,6 +296,22 @@ mod tests {
         assert_eq!(pool.len(), 3);
         assert!(!pool.insert(0, &[1, 2]));
         assert_eq!(pool.find(0, &[3]), Some(&[3][..]));
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn seen_ngrams_are_preferred_when_asked() {
+        let mut pool = NgramPool::new(3, 4).unwrap();
+        pool.insert(0, &[1, 2]);
+        pool.insert_guess(0, &[1, 3]);
+        pool.insert_guess(0, &[4, 4]);
+        assert_eq!(pool.find(0, &[1]), Some(&[1, 3][..]));
+        assert_eq!(pool.find_seen_first(0, &[1]), Some(&[1, 2][..]));
+        assert_eq!(pool.find_seen_first(0, &[4]), Some(&[4, 4][..]));
+        assert_eq!(pool.find_seen_first(0, &[5]), None);
+        pool.insert_guess(0, &[1, 2]);
+        assert_eq!(pool.find(0, &[1]), Some(&[1, 2][..]));
+        assert_eq!(pool.find_seen_first(0, &[]), Some(&[1, 2][..]));
         pool.check_invariants().unwrap();
     }
 

@@ -242,7 +242,7 @@ impl Lookahead {
             if base == context {
                 while self.candidates.len() - start < cap {
                     let tail = &self.candidates[self.candidates.len() - context..];
-                    match pool.find(tail[0], &tail[1..]) {
+                    match pool.find_seen_first(tail[0], &tail[1..]) {
                         Some(next) => self.candidates.push(next[context - 1]),
                         None => break,
                     }
@@ -412,7 +412,7 @@ impl Strategy for Lookahead {
         let mut pool = pool.lock();
         window.observe(tree, feedback.logits, feedback.tokens, |key, gram| {
             stats.harvested += 1;
-            pool.insert(key, gram);
+            pool.insert_guess(key, gram);
         })?;
         if config.output_pool() {
             let tokens = feedback.tokens;
