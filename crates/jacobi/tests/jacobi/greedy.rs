@@ -7,7 +7,7 @@ use jacobi::{Init, Jacobi, JacobiConfig};
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(384))]
 
     #[test]
     fn jacobi_equals_plain_greedy(

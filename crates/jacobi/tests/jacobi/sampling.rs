@@ -7,7 +7,7 @@ use jacobi::{Jacobi, JacobiConfig};
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(192))]
 
     #[test]
     fn seeded_jacobi_sampling_is_plain_sampling(

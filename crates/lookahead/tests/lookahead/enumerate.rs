@@ -108,7 +108,7 @@ fn check<S: Strategy>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn sampling_keeps_the_target_distribution(

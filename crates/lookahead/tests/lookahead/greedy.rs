@@ -9,19 +9,20 @@ use ndarray::Array2;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn lookahead_equals_plain_greedy(
         kind in toy_kind(), vocab in 2usize..40, prompt in prompt(40), la in config(),
         max_new in 1usize..60, budget in prop::option::of(1usize..80), chains in any::<bool>(),
-        eos in 0u32..40,
+        eos in prop::collection::vec(0u32..40, 0..3),
     ) {
         let mut model = kind.build(vocab);
         let prompt: Vec<Token> = prompt.iter().map(|t| t % vocab as Token).collect();
         let nodes = budget.unwrap_or(la.max_nodes().max(1));
+        // Several EOS ids (the reference implementation honours one).
         let config = DecodeConfig::new(max_new)
-            .with_eos([eos % vocab as Token])
+            .with_eos(eos.iter().map(|e| e % vocab as Token))
             .with_max_nodes(nodes);
         let plain = generate(&mut model, Plain, &prompt, &config, &mut rng(0)).unwrap();
         let strategy = Lookahead::new(la);

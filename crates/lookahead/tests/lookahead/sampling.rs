@@ -7,7 +7,7 @@ use lookahead::Lookahead;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn seeded_lookahead_sampling_is_plain_sampling(
