@@ -4,25 +4,51 @@
 //! That is what makes the model *batch invariant*: a node's logits are the same bits whether
 //! it is evaluated alone, inside a large tree, or as part of a prefill. Optimised GEMMs
 //! usually break this (the reduction order of an element changes with the matrix shape, the
-//! blocking, or the thread count); here every dot product, whatever kernel tile computes it,
-//! accumulates element `i` into partial sum `i % LANES` in increasing `i`, then adds the
-//! partial sums in one fixed tree ([`dot`]). Tiles only decide how many dot products share
-//! their loads (and threads, in `team.rs`, only who computes which output column).
+//! blocking, or the thread count). Here every element of a product `X W` is the chain
+//!
+//! ```text
+//! acc = 0; for kk in 0..depth { acc = mul_add(X[i][kk], W[kk][j], acc) }
+//! ```
+//!
+//! in increasing `kk`, whatever kernel tile computes it ([`gemm`]): a tile only decides
+//! which elements advance side by side (one SIMD lane each, so the weights loaded for a
+//! step are shared by several rows of `X`, and no horizontal reduction is ever needed), and
+//! threads (`team.rs`) only decide who computes which columns. [`mul_add`] is one fused
+//! multiply-add when the build targets FMA and a multiply then an add otherwise: a fixed
+//! function for a given build either way.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::ArrayView2;
 
-/// Partial sums per dot product (four SSE registers, two AVX ones): 16 took 1.5x less CPU
-/// time than 8 on x86-64 without target features. Changing it changes the bits of every
-/// result, and nothing else.
+/// `a * b + c`: fused (one rounding) when the build targets FMA (x86-64-v3, see
+/// `.cargo/config.toml`), a multiply then an add otherwise. One fixed function per build.
+#[inline(always)]
+pub(crate) fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Partial sums of [`dot`] (two AVX registers).
 const LANES: usize = 16;
 
-type Acc = [f32; LANES];
-
-/// Adds the partial sums in a fixed order.
-#[inline(always)]
-fn reduce(acc: Acc) -> f32 {
-    // Halve the partial sums pairwise (lane i with lane i + width / 2) until one is left.
-    let mut acc = acc;
+/// The dot product of two equally long slices: element `i` goes into partial sum
+/// `i % LANES` in increasing `i`, then the partial sums are halved pairwise (lane `l` with
+/// lane `l + width / 2`) until one is left. Used where one vector meets itself (RMSNorm).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; LANES];
+    let (a_full, b_full) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_rest, b_rest) = (a_full.remainder(), b_full.remainder());
+    for (a, b) in a_full.zip(b_full) {
+        for l in 0..LANES {
+            acc[l] = mul_add(a[l], b[l], acc[l]);
+        }
+    }
+    for (l, (&a, &b)) in a_rest.iter().zip(b_rest).enumerate() {
+        acc[l] = mul_add(a, b, acc[l]);
+    }
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -33,88 +59,266 @@ fn reduce(acc: Acc) -> f32 {
     acc[0]
 }
 
-/// `acc[l] += x[l] * w[l]` for every lane (written so that the compiler vectorises it).
-#[inline(always)]
-fn multiply_add(acc: &mut Acc, x: &Acc, w: &Acc) {
-    for l in 0..LANES {
-        acc[l] += x[l] * w[l];
-    }
+/// Columns of `W` a kernel tile advances together: two AVX registers.
+pub(crate) const PANEL: usize = 16;
+
+/// A matrix `W` (`depth x cols`) stored for [`gemm`]: columns in panels of [`PANEL`], each
+/// panel `depth` rows of `PANEL` contiguous floats, the last one padded with zeros.
+#[derive(Clone, Debug)]
+pub(crate) struct Packed {
+    data: Vec<f32>,
+    depth: usize,
+    cols: usize,
 }
 
-/// The dot products of `R` input rows with `C` weight rows (all of the same length), as
-/// `out[r][c]`. Every product is accumulated exactly as [`dot`] does it: the tile shape only
-/// decides which loads are shared.
-#[inline(always)]
-fn tile<const R: usize, const C: usize>(xs: [&[f32]; R], ws: [&[f32]; C]) -> [[f32; C]; R] {
-    let len = xs[0].len();
-    let full = len - len % LANES;
-    let mut acc = [[[0.0f32; LANES]; C]; R];
-    for start in (0..full).step_by(LANES) {
-        let lanes = start..start + LANES;
-        let x: [&Acc; R] = std::array::from_fn(|r| xs[r][lanes.clone()].try_into().unwrap());
-        for c in 0..C {
-            let w: &Acc = ws[c][lanes.clone()].try_into().unwrap();
-            for r in 0..R {
-                multiply_add(&mut acc[r][c], x[r], w);
+impl Packed {
+    /// `W = w^T` for weights `w` in the HF `[out, in]` layout (`cols = out`, `depth = in`):
+    /// column `j` of `W` is row `j` of `w`.
+    pub(crate) fn from_out_in(w: ArrayView2<'_, f32>) -> Self {
+        let (cols, depth) = w.dim();
+        let mut packed = Self::zeros(depth, cols);
+        for (j, row) in w.rows().into_iter().enumerate() {
+            packed.set_column(j, row.iter().copied());
+        }
+        packed
+    }
+
+    /// `W` whose column `j` is `columns[j]` (all `depth` long).
+    pub(crate) fn from_columns(depth: usize, columns: &[&[f32]]) -> Self {
+        let mut packed = Self::zeros(depth, columns.len());
+        for (j, column) in columns.iter().enumerate() {
+            packed.set_column(j, column[..depth].iter().copied());
+        }
+        packed
+    }
+
+    /// `W` whose row `kk` is `rows[kk][..cols]`.
+    pub(crate) fn from_rows(rows: &[&[f32]], cols: usize) -> Self {
+        let mut packed = Self::zeros(rows.len(), cols);
+        for (kk, row) in rows.iter().enumerate() {
+            for (p, chunk) in row[..cols].chunks(PANEL).enumerate() {
+                let start = (p * packed.depth + kk) * PANEL;
+                packed.data[start..start + chunk.len()].copy_from_slice(chunk);
             }
         }
+        packed
     }
-    for (l, i) in (full..len).enumerate() {
-        for r in 0..R {
-            for c in 0..C {
-                acc[r][c][l] += xs[r][i] * ws[c][i];
-            }
+
+    fn zeros(depth: usize, cols: usize) -> Self {
+        Self {
+            data: vec![0.0; cols.div_ceil(PANEL) * depth * PANEL],
+            depth,
+            cols,
         }
     }
-    // (An explicit loop here instead of `map` made the hot loop above spill and run 2x
-    // slower: measure any change to this function.)
-    acc.map(|row| row.map(reduce))
+
+    fn set_column(&mut self, j: usize, values: impl Iterator<Item = f32>) {
+        let (p, lane) = (j / PANEL, j % PANEL);
+        let panel = &mut self.data[p * self.depth * PANEL..(p + 1) * self.depth * PANEL];
+        for (slot, v) in panel[lane..].iter_mut().step_by(PANEL).zip(values) {
+            *slot = v;
+        }
+    }
+
+    /// Rows of `W` (the length of the dot products).
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Columns of `W`.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The panels, as [`gemm`] reads them.
+    fn panels(&self) -> Vec<Contiguous<'_>> {
+        if self.depth == 0 {
+            return Vec::new();
+        }
+        self.data
+            .chunks_exact(self.depth * PANEL)
+            .map(Contiguous)
+            .collect()
+    }
 }
 
-/// The dot product of two equally long slices, in the fixed order described in the module
-/// docs.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    tile::<1, 1>([a], [b])[0][0]
+/// Rows of one panel: row `kk` holds columns `16 p .. 16 p + 16` of row `kk` of `W`.
+trait Panel: Copy {
+    fn row(&self, kk: usize) -> &[f32; PANEL];
 }
 
-/// Weight rows that share one pass over the input rows.
-pub(crate) const COLS: usize = 4;
+/// A panel of a [`Packed`] matrix: `depth x PANEL` contiguous floats.
+#[derive(Clone, Copy)]
+struct Contiguous<'a>(&'a [f32]);
 
-/// Input rows processed together, so that they stay in cache while the weights stream by.
-const ROW_BLOCK: usize = 64;
+impl Panel for Contiguous<'_> {
+    #[inline(always)]
+    fn row(&self, kk: usize) -> &[f32; PANEL] {
+        self.0[kk * PANEL..(kk + 1) * PANEL]
+            .try_into()
+            .expect("PANEL floats")
+    }
+}
 
-/// `out[i][o] = dot(x[i], w[o])`: a projection of the rows of `x` (`m x k`, rows contiguous)
-/// by the weights `w` (`n x k`, HF `[out, in]` layout, rows contiguous), with `out` of shape
-/// `m x n`. Each input row meets [`COLS`] weight rows at a time (they share its loads); every
-/// element is still exactly [`dot`] of its two rows.
-pub(crate) fn matmul<'a>(
-    x: ArrayView2<'a, f32>,
-    w: ArrayView2<'a, f32>,
-    mut out: ArrayViewMut2<'_, f32>,
+/// A panel of a matrix given row by row: `rows[kk][offset .. offset + PANEL]`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    rows: &'a [&'a [f32]],
+    offset: usize,
+}
+
+impl Panel for Strided<'_> {
+    #[inline(always)]
+    fn row(&self, kk: usize) -> &[f32; PANEL] {
+        self.rows[kk][self.offset..self.offset + PANEL]
+            .try_into()
+            .expect("PANEL floats")
+    }
+}
+
+/// Receives `(row, first column, values)`: row `row` of the product, columns `first ..
+/// first + PANEL` (those past the matrix's last column are to be ignored).
+pub(crate) trait Store: FnMut(usize, usize, &[f32; PANEL]) {}
+
+impl<F: FnMut(usize, usize, &[f32; PANEL])> Store for F {}
+
+/// `X W` for the rows `x` (each at least `w.depth()` long) and the panels `panels` of `w`:
+/// hands every row's `PANEL` columns of each panel to `store` (columns numbered from the
+/// first of `panels`). Every element is the chain of [`mul_add`] described in the module
+/// docs, so it does not depend on the other rows or panels computed with it.
+pub(crate) fn gemm(
+    x: &[&[f32]],
+    w: &Packed,
+    panels: std::ops::Range<usize>,
+    store: &mut impl Store,
 ) {
-    let slices = |a: ArrayView2<'a, f32>| -> Vec<&'a [f32]> {
-        let all = a.to_slice().expect("standard layout");
-        all.chunks_exact(a.ncols().max(1)).collect()
-    };
-    let (rows, weights) = (slices(x), slices(w));
-    let full = weights.len() - weights.len() % COLS;
-    for first in (0..rows.len()).step_by(ROW_BLOCK) {
-        let block = first..rows.len().min(first + ROW_BLOCK);
-        for o in (0..full).step_by(COLS) {
-            let ws: [&[f32]; COLS] = std::array::from_fn(|c| weights[o + c]);
-            for i in block.clone() {
-                let [y] = tile::<1, COLS>([rows[i]], ws);
-                for (c, y) in y.into_iter().enumerate() {
-                    out[[i, o + c]] = y;
+    let all = w.panels();
+    run(x, &all[panels], w.depth(), store);
+}
+
+/// `X W` where row `kk` of `W` is `w_rows[kk][..cols]` (the rows `x` are `w_rows.len()`
+/// long or longer): like [`gemm`], reading the rows in place when every panel can be read
+/// `PANEL` wide, and from a packed copy otherwise.
+pub(crate) fn gemm_rows(x: &[&[f32]], w_rows: &[&[f32]], cols: usize, store: &mut impl Store) {
+    let width = cols.div_ceil(PANEL) * PANEL;
+    if w_rows.iter().all(|row| row.len() >= width) {
+        let panels: Vec<Strided<'_>> = (0..cols.div_ceil(PANEL))
+            .map(|p| Strided {
+                rows: w_rows,
+                offset: p * PANEL,
+            })
+            .collect();
+        run(x, &panels, w_rows.len(), store);
+    } else {
+        let packed = Packed::from_rows(w_rows, cols);
+        gemm(x, &packed, 0..cols.div_ceil(PANEL), store);
+    }
+}
+
+/// Rows of the tallest tile (`6 x 1` panel: 12 accumulator registers).
+const TALL: usize = 6;
+
+/// Panels read side by side by a one-row tile (`1 x 4` panels: 8 accumulator registers).
+const WIDE: usize = 4;
+
+/// The tiles. Panels go [`WIDE`] at a time: row 0 first meets the four together, so that
+/// four streams of weights come from memory at once (one stream alone leaves most of the
+/// memory bandwidth unused); the other rows then find them in cache, and go [`TALL`] at a
+/// time against one panel, the last few (fewer than `TALL`) against one panel, or for 1 or
+/// 2 rows against 4 or 2 panels at once so that they still keep 8 independent
+/// accumulators. (A `3 x 2` tile compiled to scalar code.)
+fn run<P: Panel>(x: &[&[f32]], panels: &[P], depth: usize, store: &mut impl Store) {
+    if x.is_empty() {
+        return;
+    }
+    for (g, group) in panels.chunks(WIDE).enumerate() {
+        let first = g * WIDE;
+        let rows = match <[P; WIDE]>::try_from(group) {
+            Ok(wide) => {
+                tile::<1, WIDE, P>(x, 0, wide, first, depth, store);
+                1..x.len()
+            }
+            Err(_) => 0..x.len(),
+        };
+        let full = rows.start + rows.len() / TALL * TALL;
+        for (p, &panel) in group.iter().enumerate() {
+            for i in (rows.start..full).step_by(TALL) {
+                tile::<TALL, 1, P>(x, i, [panel], first + p, depth, store);
+            }
+        }
+        match (x.len() - full, <[P; WIDE]>::try_from(group)) {
+            (0, _) => {}
+            (1, Ok(wide)) => tile::<1, WIDE, P>(x, full, wide, first, depth, store),
+            (2, Ok([a, b, c, d])) => {
+                tile::<2, 2, P>(x, full, [a, b], first, depth, store);
+                tile::<2, 2, P>(x, full, [c, d], first + 2, depth, store);
+            }
+            (rest, _) => {
+                for (p, &panel) in group.iter().enumerate() {
+                    let p = first + p;
+                    match rest {
+                        1 => tile::<1, 1, P>(x, full, [panel], p, depth, store),
+                        2 => tile::<2, 1, P>(x, full, [panel], p, depth, store),
+                        3 => tile::<3, 1, P>(x, full, [panel], p, depth, store),
+                        4 => tile::<4, 1, P>(x, full, [panel], p, depth, store),
+                        _ => tile::<5, 1, P>(x, full, [panel], p, depth, store),
+                    }
                 }
             }
         }
-        for o in full..weights.len() {
-            for i in block.clone() {
-                out[[i, o]] = dot(rows[i], weights[o]);
+    }
+}
+
+/// Rows `first_row .. first_row + R` of `x` against `NP` panels (numbered from
+/// `first_panel`): `R x NP x 2` accumulator registers, each advanced by [`mul_add`] once per
+/// `kk`. Not inlined, so that its
+/// code does not depend on the caller's (the shapes used here compile to a loop of
+/// `R x NP x 2` 256-bit FMAs and no spill, which is fragile: check the disassembly after
+/// any change).
+#[inline(never)]
+#[allow(clippy::needless_range_loop)] // indexed on purpose: this form vectorises well
+fn tile<const R: usize, const NP: usize, P: Panel>(
+    x: &[&[f32]],
+    first_row: usize,
+    panels: [P; NP],
+    first_panel: usize,
+    depth: usize,
+    store: &mut impl Store,
+) {
+    let rows: [&[f32]; R] = std::array::from_fn(|r| &x[first_row + r][..depth]);
+    // Each panel row as two halves of 8 (one AVX register each): written this way, LLVM
+    // keeps every accumulator in a register for every tile shape used here.
+    let mut acc = [[[[0.0f32; 8]; 2]; NP]; R];
+    for kk in 0..depth {
+        let xs: [f32; R] = std::array::from_fn(|r| rows[r][kk]);
+        for p in 0..NP {
+            let (low, high) = panels[p].row(kk).split_at(8);
+            let halves: [&[f32; 8]; 2] = [
+                low.try_into().expect("8 floats"),
+                high.try_into().expect("8 floats"),
+            ];
+            for r in 0..R {
+                for h in 0..2 {
+                    multiply_add(&mut acc[r][p][h], xs[r], halves[h]);
+                }
             }
         }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (p, [low, high]) in row.iter().enumerate() {
+            let mut values = [0.0f32; PANEL];
+            values[..8].copy_from_slice(low);
+            values[8..].copy_from_slice(high);
+            store(first_row + r, (first_panel + p) * PANEL, &values);
+        }
+    }
+}
+
+/// `acc[j] = mul_add(a, w[j], acc[j])` for the 8 lanes of one register.
+#[inline(always)]
+fn multiply_add(acc: &mut [f32; 8], a: f32, w: &[f32; 8]) {
+    for j in 0..8 {
+        acc[j] = mul_add(a, w[j], acc[j]);
     }
 }
 
@@ -126,9 +330,35 @@ pub(crate) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `e^x`, to about 1 ulp for `x` in `[-87, 88]` (inputs outside are clamped to it; NaN
+/// stays NaN), in plain float operations so that loops over it vectorise: `x = n ln 2 + r`
+/// with `|r| <= ln 2 / 2`, then `2^n` times a degree-7 polynomial in `r` (Cephes `expf`).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer (ties to even).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = mul_add(n, -0.693_359_4, x);
+    let r = mul_add(n, 2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4;
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = mul_add(p, r, c);
+    }
+    let p = mul_add(p, r * r, r) + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// SiLU (`x * sigmoid(x)`).
+#[inline(always)]
 pub(crate) fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp(-x))
 }
 
 /// Rotary position embedding tables: `cos[p][i]`, `sin[p][i]` for position `p` and frequency
@@ -177,7 +407,7 @@ impl Rope {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, Axis};
+    use ndarray::Array2;
 
     use super::*;
 
@@ -185,30 +415,97 @@ mod tests {
         ((i * 2654435761) % 1000) as f32 / 500.0 - 1.0
     }
 
+    /// The chain every element of a product must be, written out.
+    fn chain(x: &[f32], column: impl Iterator<Item = f32>) -> f32 {
+        x.iter()
+            .zip(column)
+            .fold(0.0, |acc, (&a, b)| mul_add(a, b, acc))
+    }
+
+    fn product(x: &[&[f32]], w: &Packed, cols: usize) -> Array2<f32> {
+        let mut out = Array2::from_elem((x.len(), cols), f32::NAN);
+        gemm(
+            x,
+            w,
+            0..cols.div_ceil(PANEL),
+            &mut |i, j, v: &[f32; PANEL]| {
+                for (c, &v) in v.iter().enumerate().take(cols.saturating_sub(j)) {
+                    out[[i, j + c]] = v;
+                }
+            },
+        );
+        out
+    }
+
     #[test]
-    fn matmul_rows_do_not_depend_on_the_batch() {
-        for (m, k, n) in [(1, 13, 7), (5, 64, 9), (7, 37, 32), (3, 384, 1030)] {
+    fn every_element_is_the_same_chain_whatever_the_tile() {
+        for (m, k, n) in [
+            (1, 13, 7),
+            (5, 64, 9),
+            (7, 37, 32),
+            (3, 384, 1030),
+            (13, 20, 70),
+        ] {
             let x = Array2::from_shape_fn((m, k), |(i, j)| pseudo(i * k + j));
             let w = Array2::from_shape_fn((n, k), |(i, j)| pseudo(7 + i * k + j * 3));
-            let mut full = Array2::zeros((m, n));
-            matmul(x.view(), w.view(), full.view_mut());
+            let packed = Packed::from_out_in(w.view());
+            assert_eq!((packed.depth(), packed.cols()), (k, n));
+            let rows: Vec<&[f32]> = x
+                .rows()
+                .into_iter()
+                .map(|r| r.to_slice().unwrap())
+                .collect();
+            let full = product(&rows, &packed, n);
             for i in 0..m {
-                let mut one = Array2::zeros((1, n));
-                let row = x.slice_axis(Axis(0), (i..i + 1).into());
-                matmul(row, w.view(), one.view_mut());
-                assert_eq!(one.row(0), full.row(i));
+                // Any subset of rows, in any tile, gives the same bits.
+                for start in [0, i.saturating_sub(2)] {
+                    let some = product(&rows[start..=i], &packed, n);
+                    assert_eq!(some.row(i - start), full.row(i));
+                }
                 for o in 0..n {
                     let exact: f64 = (0..k)
                         .map(|j| f64::from(x[[i, j]]) * f64::from(w[[o, j]]))
                         .sum();
                     assert!((f64::from(full[[i, o]]) - exact).abs() < 1e-4 * k as f64);
-                    assert_eq!(
-                        full[[i, o]],
-                        dot(x.row(i).to_slice().unwrap(), w.row(o).to_slice().unwrap())
-                    );
+                    assert_eq!(full[[i, o]], chain(rows[i], w.row(o).iter().copied()));
                 }
             }
+            // The same matrix given row by row (in place when wide enough, else packed).
+            let wt = w.t().as_standard_layout().to_owned();
+            let w_rows: Vec<&[f32]> = wt
+                .rows()
+                .into_iter()
+                .map(|r| r.to_slice().unwrap())
+                .collect();
+            let mut by_rows = Array2::from_elem((m, n), f32::NAN);
+            gemm_rows(&rows, &w_rows, n, &mut |i, j, v: &[f32; PANEL]| {
+                for (c, &v) in v.iter().enumerate().take(n.saturating_sub(j)) {
+                    by_rows[[i, j + c]] = v;
+                }
+            });
+            assert_eq!(by_rows, full);
+            let columns: Vec<&[f32]> = w
+                .rows()
+                .into_iter()
+                .map(|r| r.to_slice().unwrap())
+                .collect();
+            assert_eq!(product(&rows, &Packed::from_columns(k, &columns), n), full);
         }
+    }
+
+    #[test]
+    fn exp_is_close_to_the_exact_value() {
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.0435;
+            let (ours, exact) = (f64::from(exp(x)), f64::from(x).exp());
+            assert!(
+                (ours - exact).abs() <= 3e-7 * exact,
+                "exp({x}) = {ours}, not {exact}"
+            );
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) < 1e-37 && exp(1000.0) > 1e38);
+        assert!((silu(-200.0)).abs() < 1e-30 && silu(200.0) == 200.0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayViewMut1, ArrayViewMut2, Axis};
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::error::LoadError;
-use crate::math::{COLS, Rope, dot, matmul, rms_norm, silu};
+use crate::math::{PANEL, Packed, Rope, exp, gemm, gemm_rows, rms_norm, silu};
 use crate::team::{Task, Team, split};
 use crate::weights::{Layer, Weights};
 
@@ -28,12 +28,46 @@ pub struct Llama {
     state: State,
 }
 
-/// What a forward pass reads: the configuration, the weights and the RoPE tables.
+/// What a forward pass reads: the configuration, the weights (projections packed for
+/// [`gemm`]) and the RoPE tables.
 #[derive(Clone, Debug)]
 struct Net {
     config: LlamaConfig,
-    weights: Weights,
+    /// `embed_tokens`: `[vocab, hidden]`, read row by row.
+    embed: Array2<f32>,
+    blocks: Vec<Block>,
+    /// The final RMSNorm weight.
+    norm: Vec<f32>,
+    /// The output projection (`lm_head`, or the embedding when tied), packed.
+    output: Packed,
     rope: Rope,
+}
+
+/// The weights of one transformer block, projections packed (`W = w^T` for HF `[out, in]`
+/// weights `w`).
+#[derive(Clone, Debug)]
+struct Block {
+    attn_norm: Vec<f32>,
+    /// `q_proj`, `k_proj` and `v_proj` side by side: `hidden x (q_dim + 2 kv_dim)`.
+    qkv: Packed,
+    o: Packed,
+    mlp_norm: Vec<f32>,
+    /// `gate_proj` and `up_proj` side by side: `hidden x 2 ffn`.
+    gate_up: Packed,
+    down: Packed,
+}
+
+impl Block {
+    fn pack(layer: Layer) -> Self {
+        Self {
+            qkv: Packed::from_out_in(layer.qkv.view()),
+            o: Packed::from_out_in(layer.o.view()),
+            gate_up: Packed::from_out_in(layer.gate_up.view()),
+            down: Packed::from_out_in(layer.down.view()),
+            attn_norm: layer.attn_norm,
+            mlp_norm: layer.mlp_norm,
+        }
+    }
 }
 
 /// What a forward pass and a commit change.
@@ -72,6 +106,14 @@ impl Llama {
     pub fn from_safetensors(config: LlamaConfig, checkpoint: &[u8]) -> Result<Self, LoadError> {
         config.validate()?;
         let weights = Weights::from_safetensors(&config, checkpoint)?;
+        let output = Packed::from_out_in(weights.output().view());
+        let Weights {
+            embed,
+            layers,
+            norm,
+            ..
+        } = weights;
+        let blocks = layers.into_iter().map(Block::pack).collect();
         let rope = Rope::new(
             config.head_width(),
             config.rope_theta,
@@ -89,7 +131,10 @@ impl Llama {
         Ok(Self {
             net: Net {
                 config,
-                weights,
+                embed,
+                blocks,
+                norm,
+                output,
                 rope,
             },
             threads: 1,
@@ -161,23 +206,26 @@ impl Net {
     ) -> Array2<f32> {
         let mut x = Array2::zeros((tree.len(), self.config.hidden_size));
         for (mut row, &token) in x.rows_mut().into_iter().zip(tree.tokens()) {
-            row.assign(&self.weights.embed.row(token as usize));
+            row.assign(&self.embed.row(token as usize));
         }
-        for (layer, cache) in self.weights.layers.iter().zip(caches) {
+        let sight = Arc::new(Sight::new(tree));
+        for (block, cache) in self.blocks.iter().zip(caches) {
             cache.truncate(committed);
-            self.block(team, layer, cache, tree, committed, &mut x);
+            self.block(team, block, cache, tree, &sight, committed, &mut x);
         }
         x
     }
 
     /// One transformer block: updates the residual stream `x` and appends the nodes' keys and
     /// values to `cache`.
+    #[allow(clippy::too_many_arguments)]
     fn block<'env>(
         &'env self,
         team: &Team<'env>,
-        layer: &'env Layer,
+        layer: &'env Block,
         cache: &'env mut KvCache,
         tree: &'env TokenTree,
+        sight: &Arc<Sight>,
         committed: usize,
         x: &mut Array2<f32>,
     ) {
@@ -196,15 +244,20 @@ impl Net {
             cache.push(&row[q_dim..q_dim + kv_dim], &row[q_dim + kv_dim..]);
         }
         let cache: &'env KvCache = cache;
-        let attended = Arc::new(self.attention(team, cache, tree, committed, Arc::new(qkv)));
+        let attended = Arc::new(self.attention(team, cache, sight, committed, Arc::new(qkv)));
         *x += &project(team, &attended, &layer.o);
 
         let h = Arc::new(self.norm_rows(x, &layer.mlp_norm));
         let gate_up = project(team, &h, &layer.gate_up);
         let ffn = c.intermediate_size;
-        let act = Array2::from_shape_fn((tree.len(), ffn), |(i, j)| {
-            silu(gate_up[[i, j]]) * gate_up[[i, ffn + j]]
-        });
+        let mut act = Array2::zeros((tree.len(), ffn));
+        for (a, g) in act.rows_mut().into_iter().zip(gate_up.rows()) {
+            let (gate, up) = g.to_slice().expect("standard layout").split_at(ffn);
+            let a = a.into_slice().expect("standard layout");
+            for ((a, &g), &u) in a.iter_mut().zip(gate).zip(up) {
+                *a = silu(g) * u;
+            }
+        }
         *x += &project(team, &Arc::new(act), &layer.down);
     }
 
@@ -229,17 +282,17 @@ impl Net {
         &'env self,
         team: &Team<'env>,
         cache: &'env KvCache,
-        tree: &'env TokenTree,
+        sight: &Arc<Sight>,
         committed: usize,
         qkv: Arc<Array2<f32>>,
     ) -> Array2<f32> {
         let (heads, head) = (self.config.num_attention_heads, self.config.head_width());
-        let work = tree.len() * (committed + tree.max_depth() + 1) * heads * head;
+        let work = sight.len() * (committed + sight.len()) * heads * head;
         let tasks = split(heads, team.parts(work), 1)
             .into_iter()
             .map(|heads| {
-                let qkv = Arc::clone(&qkv);
-                Box::new(move || self.attend(cache, tree, committed, &qkv, heads)) as Task<'env>
+                let (qkv, sight) = (Arc::clone(&qkv), Arc::clone(sight));
+                Box::new(move || self.attend(cache, &sight, committed, &qkv, heads)) as Task<'env>
             })
             .collect();
         concatenate_columns(team.run(tasks))
@@ -247,10 +300,18 @@ impl Net {
 
     /// Attention of every node for the query heads `heads`: node `n` attends to the
     /// committed rows of `cache` and to the rows of its root-to-`n` path, in position order.
+    ///
+    /// The queries that share a key/value head go [`PANEL`] at a time through two products:
+    /// scores `S = K Q^T` over the committed rows and the tree rows up to the panel's last
+    /// node, and `E V` for the exponentials `E = e^(S - max)` of the scores, divided by
+    /// their sums (taken in row order) at the end. A row a query does not see gets score
+    /// `-inf` and weight exactly 0, which adds nothing to its sums (they start at +0 and
+    /// never become -0): each element comes out of the same operations whatever the other
+    /// queries of its panel.
     fn attend(
         &self,
         cache: &KvCache,
-        tree: &TokenTree,
+        sight: &Sight,
         committed: usize,
         qkv: &Array2<f32>,
         heads: Range<usize>,
@@ -258,52 +319,155 @@ impl Net {
         let head = self.config.head_width();
         let group = self.config.num_attention_heads / self.config.kv_heads();
         let scale = 1.0 / (head as f32).sqrt();
-        let mut out = Array2::zeros((tree.len(), heads.len() * head));
-        let (mut path, mut rows, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-        let mut acc = vec![0.0f32; head];
-        for node in 0..tree.len() {
-            tree.path_to(node, &mut path);
-            rows.clear();
-            rows.extend(0..committed);
-            rows.extend(path.iter().map(|&a| committed + a));
-            let q_row = qkv.row(node).to_slice().expect("standard layout");
-            for (h, mut out_head) in heads.clone().zip(out.row_mut(node).exact_chunks_mut(head)) {
-                let kv = h / group;
-                let q = &q_row[h * head..(h + 1) * head];
-                scores.clear();
-                scores.extend(rows.iter().map(|&r| dot(q, cache.key(r, kv, head)) * scale));
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0f32;
-                for s in &mut scores {
-                    *s = (*s - max).exp();
-                    sum += *s;
+        let nodes = sight.len();
+        let width = heads.len() * head;
+        let mut out = vec![0.0f32; nodes * width];
+        let queries: Vec<&[f32]> = qkv
+            .rows()
+            .into_iter()
+            .map(|row| row.to_slice().expect("standard layout"))
+            .collect();
+        let (mut scores, mut weights) = (Vec::new(), Vec::new());
+        for kv in heads.start / group..heads.end.div_ceil(group) {
+            let shared = heads.start.max(kv * group)..heads.end.min((kv + 1) * group);
+            let all = committed + nodes;
+            let keys: Vec<&[f32]> = (0..all).map(|r| cache.key(r, kv, head)).collect();
+            let values: Vec<&[f32]> = (0..all).map(|r| cache.value(r, kv, head)).collect();
+            // Query `q` is head `shared.start + q % shared.len()` of node `q / shared.len()`.
+            let who = |q: usize| (q / shared.len(), shared.start + q % shared.len());
+            let count = nodes * shared.len();
+            for first in (0..count).step_by(PANEL) {
+                let panel = first..count.min(first + PANEL);
+                let owner: [usize; PANEL] =
+                    std::array::from_fn(|j| who(panel.start + j.min(panel.len() - 1)).0);
+                let rows = committed + owner[PANEL - 1] + 1;
+                let columns: Vec<&[f32]> = panel
+                    .clone()
+                    .map(|q| {
+                        let (node, h) = who(q);
+                        &queries[node][h * head..(h + 1) * head]
+                    })
+                    .collect();
+                let q = Packed::from_columns(head, &columns);
+                let seen: [&[bool]; PANEL] = std::array::from_fn(|j| sight.row(owner[j]));
+                // Scaled scores, `-inf` where the query does not see the row, and their
+                // maximum per query (exact, so in any order).
+                if scores.len() < rows * PANEL {
+                    scores.resize(rows * PANEL, 0.0);
                 }
-                acc.fill(0.0);
-                for (&r, &e) in rows.iter().zip(&scores) {
-                    let p = e / sum;
-                    for (a, &v) in acc.iter_mut().zip(cache.value(r, kv, head)) {
-                        *a += p * v;
+                let mut max = [f32::NEG_INFINITY; PANEL];
+                gemm(&keys[..rows], &q, 0..1, &mut |r, _, s: &[f32; PANEL]| {
+                    let row = &mut scores[r * PANEL..(r + 1) * PANEL];
+                    for j in 0..PANEL {
+                        let visible = r < committed || seen[j][r - committed];
+                        row[j] = if visible {
+                            s[j] * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                        max[j] = if row[j] > max[j] { row[j] } else { max[j] };
+                    }
+                });
+                // The weights of query j over the rows, as row j of `weights`, and their
+                // sums in row order.
+                if weights.len() < panel.len() * rows {
+                    weights.resize(panel.len() * rows, 0.0);
+                }
+                let mut sums = [0.0f32; PANEL];
+                for (r, row) in scores[..rows * PANEL].chunks_exact(PANEL).enumerate() {
+                    let mut e = [0.0f32; PANEL];
+                    for j in 0..PANEL {
+                        e[j] = if row[j] == f32::NEG_INFINITY {
+                            0.0
+                        } else {
+                            exp(row[j] - max[j])
+                        };
+                        sums[j] += e[j];
+                    }
+                    for (j, &e) in e[..panel.len()].iter().enumerate() {
+                        weights[j * rows + r] = e;
                     }
                 }
-                out_head.assign(&ndarray::aview1(&acc));
+                let weight_rows: Vec<&[f32]> =
+                    weights[..panel.len() * rows].chunks_exact(rows).collect();
+                gemm_rows(
+                    &weight_rows,
+                    &values[..rows],
+                    head,
+                    &mut |j, d, v: &[f32; PANEL]| {
+                        let (node, h) = who(panel.start + j);
+                        let at = node * width + (h - heads.start) * head + d;
+                        let n = PANEL.min(head - d);
+                        for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
+                            *o = v / sums[j];
+                        }
+                    },
+                );
             }
         }
-        out
+        Array2::from_shape_vec((nodes, width), out).expect("nodes x width")
     }
 }
 
-/// `x` projected by `w` (`[out, in]`), the output columns split between the team when the
+/// Which tree rows each node sees: `sees[n * len + t]` when node `t` is on the
+/// root-to-`n` path (ancestors and `n` itself).
+#[derive(Debug)]
+struct Sight {
+    len: usize,
+    sees: Vec<bool>,
+}
+
+impl Sight {
+    fn new(tree: &TokenTree) -> Self {
+        let len = tree.len();
+        let mut sees = vec![false; len * len];
+        for n in 0..len {
+            if let Some(parent) = tree.parent(n) {
+                // Parents come before their children, so the parent's row is complete.
+                sees.copy_within(parent * len..parent * len + parent + 1, n * len);
+            }
+            sees[n * len + n] = true;
+        }
+        Self { len, sees }
+    }
+
+    /// Nodes in the tree.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The tree rows node `n` sees.
+    fn row(&self, n: usize) -> &[bool] {
+        &self.sees[n * self.len..(n + 1) * self.len]
+    }
+}
+
+/// `x W` for packed `w`, the output columns split (by panels) between the team when the
 /// work is large enough.
-fn project<'env>(team: &Team<'env>, x: &Arc<Array2<f32>>, w: &'env Array2<f32>) -> Array2<f32> {
-    let tasks = split(w.nrows(), team.parts(x.len() * w.nrows()), COLS)
+fn project<'env>(team: &Team<'env>, x: &Arc<Array2<f32>>, w: &'env Packed) -> Array2<f32> {
+    let panels = w.cols().div_ceil(PANEL);
+    let tasks = split(panels, team.parts(x.nrows() * w.depth() * w.cols()), 1)
         .into_iter()
-        .map(|cols| {
+        .map(|range| {
             let x = Arc::clone(x);
             Box::new(move || {
-                let w = w.slice_axis(Axis(0), cols.into());
-                let mut out = Array2::zeros((x.nrows(), w.nrows()));
-                matmul(x.view(), w, out.view_mut());
-                out
+                let first = range.start * PANEL;
+                let cols = (range.end * PANEL).min(w.cols()) - first;
+                let rows: Vec<&[f32]> = x
+                    .rows()
+                    .into_iter()
+                    .map(|row| row.to_slice().expect("standard layout"))
+                    .collect();
+                let mut out = vec![0.0f32; x.nrows() * cols];
+                gemm(&rows, w, range, &mut |i, j, v: &[f32; PANEL]| {
+                    let at = i * cols + j;
+                    if j + PANEL <= cols {
+                        out[at..at + PANEL].copy_from_slice(v);
+                    } else {
+                        out[at..at + cols - j].copy_from_slice(&v[..cols - j]);
+                    }
+                });
+                Array2::from_shape_vec((x.nrows(), cols), out).expect("rows x cols")
             }) as Task<'env>
         })
         .collect();
@@ -349,8 +513,8 @@ impl LogitsModel for Llama {
         let hidden = std::thread::scope(|scope| {
             let team = Team::start(scope, self.threads - 1, self.min_work);
             let x = net.layers(&team, caches, tree, committed);
-            let hidden = Arc::new(net.norm_rows(&x.select(Axis(0), &picked), &net.weights.norm));
-            logits.assign(&project(&team, &hidden, net.weights.output()));
+            let hidden = Arc::new(net.norm_rows(&x.select(Axis(0), &picked), &net.norm));
+            logits.assign(&project(&team, &hidden, &net.output));
             hidden
         });
         state.hidden = Arc::unwrap_or_clone(hidden);
