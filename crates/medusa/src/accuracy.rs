@@ -8,7 +8,9 @@ use std::path::Path;
 use decoding_core::{LogitsModel, Token, TokenTree};
 use ndarray::{Array1, Array2, ArrayView1};
 
+use crate::context::{ContextPrior, Successors};
 use crate::error::MedusaError;
+use crate::ranking::RankedHead;
 use crate::strategy::HeadSource;
 
 /// Top-`r` accuracies per head: `top_r(k, r)` is the fraction of positions at which the
@@ -140,6 +142,12 @@ pub struct RankAccuracyMeter {
     hits: Vec<Vec<u64>>,
     positions: Vec<u64>,
     max_rank: usize,
+    /// Per head: hits and probability mass of candidates that followed their parent token
+    /// in the context, then of those that did not.
+    context: Vec<[f64; 4]>,
+    successors: Successors,
+    ranked: RankedHead,
+    order: Vec<u32>,
     logits: Array2<f32>,
     row: Array2<f32>,
     hidden: Array1<f32>,
@@ -158,6 +166,10 @@ impl RankAccuracyMeter {
             hits: vec![vec![0; max_rank]; num_heads],
             positions: vec![0; num_heads],
             max_rank,
+            context: vec![[0.0; 4]; num_heads],
+            successors: Successors::default(),
+            ranked: RankedHead::default(),
+            order: Vec::new(),
             logits: Array2::zeros((0, 0)),
             row: Array2::zeros((0, 0)),
             hidden: Array1::zeros(0),
@@ -197,6 +209,7 @@ impl RankAccuracyMeter {
         let vocab = model.vocab_size();
         let num_heads = heads.num_heads().min(self.hits.len());
         model.reset().map_err(decoding_core::DecodeError::from)?;
+        self.successors.clear();
         let tree = TokenTree::from_chain(tokens).map_err(decoding_core::DecodeError::from)?;
         self.logits = Array2::zeros((tree.logits_rows(), vocab));
         model
@@ -224,10 +237,50 @@ impl RankAccuracyMeter {
             )?;
             let row = std::mem::take(&mut self.row);
             self.record(row.view(), &targets);
+            // The context prior: at the anchor t the context holds tokens up to the root t + 1.
+            self.successors.update(&tokens[..(t + 2).min(tokens.len())]);
+            for (k, target) in targets.iter().enumerate() {
+                if let (Some(target), Some(logits)) = (target, row.row(k).to_slice()) {
+                    self.record_context(k, logits, tokens[t + k + 1], *target);
+                }
+            }
             self.row = row;
         }
         model.reset().map_err(decoding_core::DecodeError::from)?;
         Ok(())
+    }
+
+    /// Adds head `k`'s candidates at one position to the context-prior counts.
+    fn record_context(&mut self, k: usize, logits: &[f32], parent: Token, target: Token) {
+        self.ranked
+            .rank(logits, self.max_rank, true, &mut self.order);
+        let counts = &mut self.context[k];
+        for (&token, &p) in self.ranked.tokens.iter().zip(&self.ranked.probs) {
+            let side = if self.successors.contains(parent, token) {
+                0
+            } else {
+                2
+            };
+            counts[side] += f64::from(u8::from(token == target));
+            counts[side + 1] += f64::from(p);
+        }
+    }
+
+    /// The context prior measured by [`observe_sequence`](Self::observe_sequence): for each
+    /// head, the hit rate per unit of head probability of the candidates (up to `max_rank`)
+    /// that followed their parent token in the context (`seen`), and of those that did not
+    /// (`unseen`). Heads without data get factor 1.
+    pub fn context_prior(&self) -> Result<ContextPrior, MedusaError> {
+        let ratio = |hits: f64, mass: f64| {
+            if mass > 0.0 && hits > 0.0 {
+                (hits / mass) as f32
+            } else {
+                1.0
+            }
+        };
+        let seen = self.context.iter().map(|c| ratio(c[0], c[1])).collect();
+        let unseen = self.context.iter().map(|c| ratio(c[2], c[3])).collect();
+        ContextPrior::new(seen, unseen)
     }
 
     /// Positions scored for head `k`.

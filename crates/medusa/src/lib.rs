@@ -77,6 +77,7 @@
 
 mod accuracy;
 mod candidates;
+mod context;
 mod error;
 mod heads;
 mod load;
@@ -87,6 +88,7 @@ mod typical;
 
 pub use accuracy::{RankAccuracies, RankAccuracyMeter};
 pub use candidates::{CandidateNode, CandidateTree, MAX_CANDIDATE_NODES, MC_SIM_7B_63};
+pub use context::ContextPrior;
 pub use error::MedusaError;
 pub use heads::{HeadScratch, HeadWeights, MedusaHeads, ResBlock};
 pub use stats::MedusaStats;

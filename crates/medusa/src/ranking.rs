@@ -1,7 +1,11 @@
 //! Ranking a head's candidates, and the dynamic tree: best-first over products of head
-//! probabilities.
+//! probabilities (optionally re-weighted by the context prior).
+
+use std::collections::BinaryHeap;
 
 use decoding_core::Token;
+
+use crate::context::{ContextPrior, Successors};
 
 /// One head's best candidates, best first (higher logit first, lower id on ties, NaN
 /// never), with their softmax probabilities when asked for.
@@ -9,6 +13,8 @@ use decoding_core::Token;
 pub(crate) struct RankedHead {
     pub(crate) tokens: Vec<Token>,
     pub(crate) probs: Vec<f32>,
+    /// `rank_of[token]`: the token's rank among `tokens`, `u32::MAX` if not ranked.
+    rank_of: Vec<u32>,
 }
 
 impl RankedHead {
@@ -20,6 +26,13 @@ impl RankedHead {
         with_probs: bool,
         order: &mut Vec<u32>,
     ) {
+        if self.rank_of.len() == logits.len() {
+            for &t in &self.tokens {
+                self.rank_of[t as usize] = u32::MAX;
+            }
+        } else {
+            self.rank_of = vec![u32::MAX; logits.len()];
+        }
         self.tokens.clear();
         self.probs.clear();
         order.clear();
@@ -45,6 +58,9 @@ impl RankedHead {
         }
         order.sort_unstable_by(better);
         self.tokens.extend(order.iter().copied());
+        for (r, &t) in order.iter().enumerate() {
+            self.rank_of[t as usize] = r as u32;
+        }
         if with_probs {
             let max = logits[order[0] as usize];
             let total: f32 = if max == f32::INFINITY {
@@ -66,6 +82,14 @@ impl RankedHead {
             }));
         }
     }
+
+    /// The rank of `token` among the ranked candidates.
+    pub(crate) fn rank_of(&self, token: Token) -> Option<usize> {
+        match self.rank_of.get(token as usize) {
+            Some(&r) if r != u32::MAX => Some(r as usize),
+            _ => None,
+        }
+    }
 }
 
 /// A node of a dynamic tree under construction.
@@ -74,80 +98,182 @@ pub(crate) struct DynamicNode {
     /// Index of the parent in the node list (0: the root).
     pub(crate) parent: usize,
     pub(crate) depth: usize,
+    /// The rank of the node's token among its head's candidates.
     pub(crate) rank: usize,
-    /// The estimated acceptance: the product of the path's head probabilities.
+    pub(crate) token: Token,
+    /// The estimated acceptance: the product of the path's (re-weighted) head probabilities.
     pub(crate) score: f32,
 }
 
-/// Builds the dynamic tree: repeatedly takes the candidate path of highest score, a path's
-/// score being the product of its nodes' head probabilities, until `budget` nodes (root
-/// included) are taken or no candidate scores at least `min_score`. Writes the nodes in
-/// the order taken (parents first) into `out`, the root first.
+/// The context prior and the successor index it reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PriorView<'a> {
+    pub(crate) prior: &'a ContextPrior,
+    pub(crate) successors: &'a Successors,
+}
+
+/// The dynamic tree search: repeatedly takes the candidate path of highest score, a path's
+/// score being the product of its nodes' head probabilities (each multiplied by the context
+/// prior's factor, capped at 1, when a prior is given), until `budget` nodes (root included)
+/// are taken or no candidate scores at least `min_score`.
 ///
-/// Because every head's candidates are sorted by probability, the search can offer children
-/// lazily (a node's best child and its next sibling when it is taken) and still take nodes
-/// in exactly best-first order.
-///
-/// Returns whether the search wanted a deeper head than `heads` holds: the caller may then
-/// evaluate the next head and search again (the result only changes if it was wanted), so
-/// heads that no chosen path reaches are never evaluated.
-pub(crate) fn build_dynamic(
-    heads: &[RankedHead],
-    budget: usize,
-    min_score: f32,
-    heap: &mut std::collections::BinaryHeap<Frontier>,
-    out: &mut Vec<DynamicNode>,
-) -> bool {
-    let mut wanted_deeper = false;
-    out.clear();
-    out.push(DynamicNode {
-        parent: 0,
-        depth: 0,
-        rank: 0,
-        score: 1.0,
-    });
-    heap.clear();
-    let mut offers = 0u32;
-    let mut offer = |heap: &mut std::collections::BinaryHeap<Frontier>,
-                     parent: usize,
-                     parent_score: f32,
-                     depth: usize,
-                     rank: usize| {
-        let Some(head) = heads.get(depth - 1) else {
-            wanted_deeper = true;
-            return;
-        };
-        let Some(&p) = head.probs.get(rank) else {
-            return;
-        };
-        let score = parent_score * p;
-        if score >= min_score && score > 0.0 {
-            offers += 1;
-            heap.push(Frontier {
-                score,
-                order: u32::MAX - offers,
-                parent,
+/// When a node is taken, its children (the next head's candidates) are listed in decreasing
+/// score; the search offers a node's first child and, when a child is taken, its next
+/// sibling, so the heap stays small and nodes come out in exactly best-first order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DynamicSearch {
+    heap: BinaryHeap<Frontier>,
+    /// Children lists of the taken nodes: (re-weighted probability, rank).
+    pool: Vec<(f32, u32)>,
+    /// Per taken node: the start and length of its children list in `pool`.
+    spans: Vec<(usize, usize)>,
+    boosted: Vec<u32>,
+    offers: u32,
+}
+
+impl DynamicSearch {
+    /// Writes the nodes in the order taken (parents first, the root first) into `out`.
+    ///
+    /// Returns whether the search wanted a deeper head than `heads` holds: the caller may then
+    /// evaluate the next head and search again (the result only changes if it was wanted), so
+    /// heads that no chosen path reaches are never evaluated.
+    pub(crate) fn build(
+        &mut self,
+        heads: &[RankedHead],
+        root: Token,
+        budget: usize,
+        min_score: f32,
+        prior: Option<PriorView<'_>>,
+        out: &mut Vec<DynamicNode>,
+    ) -> bool {
+        out.clear();
+        self.heap.clear();
+        self.pool.clear();
+        self.spans.clear();
+        self.offers = 0;
+        out.push(DynamicNode {
+            parent: 0,
+            depth: 0,
+            rank: 0,
+            token: root,
+            score: 1.0,
+        });
+        let mut wanted_deeper = false;
+        wanted_deeper |= self.expand(0, heads, budget, min_score, prior, out);
+        while out.len() < budget {
+            let Some(f) = self.heap.pop() else {
+                break;
+            };
+            let (start, _) = self.spans[f.parent];
+            let rank = self.pool[start + f.child].1 as usize;
+            let depth = out[f.parent].depth + 1;
+            out.push(DynamicNode {
+                parent: f.parent,
                 depth,
                 rank,
+                token: heads[depth - 1].tokens[rank],
+                score: f.score,
+            });
+            self.offer(f.parent, f.child + 1, out, min_score);
+            wanted_deeper |= self.expand(out.len() - 1, heads, budget, min_score, prior, out);
+        }
+        wanted_deeper
+    }
+
+    /// Lists the children of the newly taken `node` and offers the first; returns whether
+    /// its head is missing.
+    fn expand(
+        &mut self,
+        node: usize,
+        heads: &[RankedHead],
+        budget: usize,
+        min_score: f32,
+        prior: Option<PriorView<'_>>,
+        out: &[DynamicNode],
+    ) -> bool {
+        let start = self.pool.len();
+        let depth = out[node].depth;
+        let missing = depth >= heads.len();
+        let room = budget - out.len();
+        if let (Some(head), true) = (heads.get(depth), room > 0) {
+            match prior {
+                None => self
+                    .pool
+                    .extend((0..head.probs.len().min(room)).map(|r| (head.probs[r], r as u32))),
+                Some(view) => self.list_with_prior(head, depth, out[node].token, room, view),
+            }
+        }
+        self.spans.push((start, self.pool.len() - start));
+        self.offer(node, 0, out, min_score);
+        missing
+    }
+
+    /// The children list under the prior: the candidates that followed `parent` in the
+    /// context (boosted) merged with the others (damped), both already in decreasing order.
+    fn list_with_prior(
+        &mut self,
+        head: &RankedHead,
+        depth: usize,
+        parent: Token,
+        room: usize,
+        view: PriorView<'_>,
+    ) {
+        let (seen, unseen) = (view.prior.seen(depth), view.prior.unseen(depth));
+        self.boosted.clear();
+        self.boosted.extend(
+            view.successors
+                .of(parent)
+                .iter()
+                .filter_map(|&t| head.rank_of(t).map(|r| r as u32)),
+        );
+        self.boosted.sort_unstable();
+        let score = |r: u32, factor: f32| (head.probs[r as usize] * factor).min(1.0);
+        let n = head.probs.len() as u32;
+        // Two streams in decreasing score: boosted ranks, and the other ranks in order.
+        let (mut next_boosted, mut next_plain, mut skip) = (0usize, 0u32, 0usize);
+        for _ in 0..room {
+            while skip < self.boosted.len() && self.boosted[skip] < next_plain {
+                skip += 1;
+            }
+            while skip < self.boosted.len() && self.boosted[skip] == next_plain {
+                next_plain += 1;
+                skip += 1;
+            }
+            let plain = (next_plain < n).then(|| (score(next_plain, unseen), next_plain));
+            let boost = (self.boosted.get(next_boosted)).map(|&r| (score(r, seen), r));
+            let take_boost = match (boost, plain) {
+                (Some(x), Some(y)) => x.0 > y.0 || (x.0 == y.0 && x.1 < y.1),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if let (true, Some(x)) = (take_boost, boost) {
+                self.pool.push(x);
+                next_boosted += 1;
+            } else if let Some(y) = plain {
+                self.pool.push(y);
+                next_plain += 1;
+            }
+        }
+    }
+
+    /// Offers child `child` of `parent`'s list, if it exists and scores enough.
+    fn offer(&mut self, parent: usize, child: usize, out: &[DynamicNode], min_score: f32) {
+        let (start, len) = self.spans[parent];
+        if child >= len {
+            return;
+        }
+        let score = out[parent].score * self.pool[start + child].0;
+        if score >= min_score && score > 0.0 {
+            self.offers += 1;
+            self.heap.push(Frontier {
+                score,
+                order: u32::MAX - self.offers,
+                parent,
+                child,
             });
         }
-    };
-    offer(heap, 0, 1.0, 1, 0);
-    while out.len() < budget {
-        let Some(f) = heap.pop() else {
-            break;
-        };
-        out.push(DynamicNode {
-            parent: f.parent,
-            depth: f.depth,
-            rank: f.rank,
-            score: f.score,
-        });
-        let node = out.len() - 1;
-        offer(heap, f.parent, out[f.parent].score, f.depth, f.rank + 1);
-        offer(heap, node, f.score, f.depth + 1, 0);
     }
-    wanted_deeper
 }
 
 /// The number of nodes (root included) of the best-first list `nodes` that maximises the
@@ -167,12 +293,11 @@ pub(crate) fn best_size(nodes: &[DynamicNode], cost: &decoding_core::CostCurve) 
 
 /// A frontier entry of the dynamic search: highest score first, then the earliest offer.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Frontier {
+struct Frontier {
     score: f32,
     order: u32,
     parent: usize,
-    depth: usize,
-    rank: usize,
+    child: usize,
 }
 
 impl PartialEq for Frontier {
@@ -200,6 +325,7 @@ impl Ord for Frontier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{RngExt, SeedableRng};
 
     fn ranked(logits: &[f32], k: usize) -> RankedHead {
         let mut r = RankedHead::default();
@@ -207,14 +333,32 @@ mod tests {
         r
     }
 
+    fn build(
+        heads: &[RankedHead],
+        budget: usize,
+        min_score: f32,
+        prior: Option<PriorView<'_>>,
+    ) -> (Vec<DynamicNode>, bool) {
+        let mut out = Vec::new();
+        let deeper = DynamicSearch::default().build(heads, 0, budget, min_score, prior, &mut out);
+        (out, deeper)
+    }
+
     #[test]
     fn ranking_orders_by_logit_then_id_and_skips_nan() {
         let r = ranked(&[1.0, 3.0, f32::NAN, 3.0, f32::NEG_INFINITY], 10);
         assert_eq!(r.tokens, vec![1, 3, 0]);
+        assert_eq!(
+            (r.rank_of(3), r.rank_of(2), r.rank_of(99)),
+            (Some(1), None, None)
+        );
         let total = 2.0 * 1.0 + (-2.0f32).exp();
         assert!((r.probs[0] - 1.0 / total).abs() < 1e-6);
         assert_eq!(ranked(&[0.0, f32::INFINITY], 2).probs, vec![1.0, 0.0]);
         assert!(ranked(&[f32::NAN], 3).tokens.is_empty());
+        let mut again = ranked(&[1.0, 2.0, 3.0], 3);
+        again.rank(&[3.0, 2.0, 1.0], 1, false, &mut Vec::new());
+        assert_eq!((again.rank_of(0), again.rank_of(2)), (Some(0), None));
     }
 
     #[test]
@@ -222,8 +366,7 @@ mod tests {
         // head 0: probs .5 .3 .2 ; head 1: .7 .3
         let h0 = ranked(&[0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()], 3);
         let h1 = ranked(&[0.7f32.ln(), 0.3f32.ln()], 2);
-        let mut out = Vec::new();
-        build_dynamic(&[h0, h1], 6, 0.0, &mut Default::default(), &mut out);
+        let (out, deeper) = build(&[h0, h1], 6, 0.0, None);
         // scores: [0] .5, [0,0] .35, [1] .3, [1,0] .21, [2] .2, [0,1] .15, ...
         let summary: Vec<(usize, usize, usize)> =
             out.iter().map(|n| (n.parent, n.depth, n.rank)).collect();
@@ -236,22 +379,116 @@ mod tests {
             (0, 1, 2),
         ];
         assert_eq!(summary, expected);
-        build_dynamic(
-            &[ranked(&[0.0, 0.0], 2)],
-            10,
-            0.4,
-            &mut Default::default(),
-            &mut out,
+        assert!(
+            deeper,
+            "depth-2 nodes were taken and there is no third head"
         );
-        assert_eq!(out.len(), 3, "both halves pass a 0.4 floor");
-        build_dynamic(
-            &[ranked(&[0.0, 0.0], 2)],
-            10,
-            0.6,
-            &mut Default::default(),
-            &mut out,
-        );
-        assert_eq!(out.len(), 1, "nothing passes a 0.6 floor");
+        let half = ranked(&[0.0, 0.0], 2);
+        assert_eq!(build(std::slice::from_ref(&half), 10, 0.4, None).0.len(), 3);
+        assert_eq!(build(std::slice::from_ref(&half), 10, 0.6, None).0.len(), 1);
+    }
+
+    #[test]
+    fn the_prior_reorders_candidates_by_context() {
+        // head 0: tokens 0 (.5), 1 (.3), 2 (.2); the context saw 0 -> 2 only.
+        let h0 = ranked(&[0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()], 3);
+        let mut successors = Successors::default();
+        successors.update(&[0, 2]);
+        let prior = ContextPrior::new(vec![3.0], vec![0.5]).unwrap();
+        let view = PriorView {
+            prior: &prior,
+            successors: &successors,
+        };
+        let (out, _) = build(std::slice::from_ref(&h0), 4, 0.0, Some(view));
+        // 2: min(.6, 1) = .6 ; 0: .25 ; 1: .15
+        let tokens: Vec<Token> = out.iter().map(|n| n.token).collect();
+        assert_eq!(tokens, vec![0, 2, 0, 1]);
+        assert!((out[1].score - 0.6).abs() < 1e-6);
+    }
+
+    /// Exhaustive best-first over fully expanded children, for comparison.
+    fn reference_scores(
+        heads: &[RankedHead],
+        root: Token,
+        budget: usize,
+        prior: Option<PriorView<'_>>,
+    ) -> Vec<f32> {
+        let factor = |depth: usize, parent: Token, token: Token| match prior {
+            None => 1.0,
+            Some(v) if v.successors.contains(parent, token) => v.prior.seen(depth),
+            Some(v) => v.prior.unseen(depth),
+        };
+        // (score, depth, token)
+        let mut frontier: Vec<(f32, usize, Token)> = vec![];
+        let mut taken = vec![];
+        let expand =
+            |frontier: &mut Vec<(f32, usize, Token)>, s: f32, depth: usize, parent: Token| {
+                if let Some(h) = heads.get(depth) {
+                    for (r, &t) in h.tokens.iter().enumerate() {
+                        frontier.push((
+                            s * (h.probs[r] * factor(depth, parent, t)).min(1.0),
+                            depth + 1,
+                            t,
+                        ));
+                    }
+                }
+            };
+        expand(&mut frontier, 1.0, 0, root);
+        while taken.len() + 1 < budget && !frontier.is_empty() {
+            let best = (0..frontier.len())
+                .max_by(|&a, &b| frontier[a].0.total_cmp(&frontier[b].0))
+                .unwrap();
+            let (s, depth, t) = frontier.swap_remove(best);
+            taken.push(s);
+            expand(&mut frontier, s, depth, t);
+        }
+        taken
+    }
+
+    #[test]
+    fn search_matches_exhaustive_best_first_with_and_without_prior() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(11);
+        for _ in 0..300 {
+            let vocab = rng.random_range(2..12);
+            let heads: Vec<RankedHead> = (0..rng.random_range(1..4))
+                .map(|_| {
+                    let logits: Vec<f32> =
+                        (0..vocab).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+                    ranked(&logits, rng.random_range(1..=vocab))
+                })
+                .collect();
+            let context: Vec<Token> = (0..rng.random_range(0..30))
+                .map(|_| rng.random_range(0..vocab as Token))
+                .collect();
+            let mut successors = Successors::default();
+            successors.update(&context);
+            let prior = ContextPrior::new(
+                vec![rng.random_range(1.0..4.0)],
+                vec![rng.random_range(0.3..1.0)],
+            )
+            .unwrap();
+            let budget = rng.random_range(1..30);
+            for with_prior in [false, true] {
+                let view = with_prior.then_some(PriorView {
+                    prior: &prior,
+                    successors: &successors,
+                });
+                let (out, _) = build(&heads, budget, 0.0, view);
+                let ours: Vec<f32> = out[1..].iter().map(|n| n.score).collect();
+                let reference = reference_scores(&heads, 0, budget, view);
+                assert_eq!(ours.len(), reference.len());
+                for (a, b) in ours.iter().zip(&reference) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.max(1e-30),
+                        "{ours:?} vs {reference:?}"
+                    );
+                }
+                // Parents come first and depths add up.
+                for (i, n) in out.iter().enumerate().skip(1) {
+                    assert!(n.parent < i && n.depth == out[n.parent].depth + 1);
+                }
+            }
+        }
     }
 
     #[test]
@@ -260,6 +497,7 @@ mod tests {
             parent: 0,
             depth: 1,
             rank: 0,
+            token: 0,
             score,
         };
         let nodes = [node(1.0), node(0.9), node(0.5), node(0.1)];
@@ -275,7 +513,6 @@ mod tests {
 
     #[test]
     fn lazy_head_evaluation_builds_the_same_tree() {
-        use rand::{RngExt, SeedableRng};
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(5);
         for _ in 0..200 {
             let heads: Vec<RankedHead> = (0..rng.random_range(1..5))
@@ -288,25 +525,15 @@ mod tests {
                 .collect();
             let budget = rng.random_range(1..40);
             let min_score = if rng.random_bool(0.5) { 0.0 } else { 0.01 };
-            let (mut eager, mut lazy) = (Vec::new(), Vec::new());
-            build_dynamic(
-                &heads,
-                budget,
-                min_score,
-                &mut Default::default(),
-                &mut eager,
-            );
+            let (eager, _) = build(&heads, budget, min_score, None);
             let mut known = 0;
-            while build_dynamic(
-                &heads[..known],
-                budget,
-                min_score,
-                &mut Default::default(),
-                &mut lazy,
-            ) && known < heads.len()
-            {
+            let lazy = loop {
+                let (out, deeper) = build(&heads[..known], budget, min_score, None);
+                if !deeper || known == heads.len() {
+                    break out;
+                }
                 known += 1;
-            }
+            };
             let key = |v: &[DynamicNode]| {
                 v.iter()
                     .map(|n| (n.parent, n.depth, n.rank))

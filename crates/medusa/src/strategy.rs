@@ -1,7 +1,6 @@
 //! The Medusa strategy: draft a candidate tree from the heads' predictions at the last
 //! accepted node, verify it in one forward pass.
 
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use decoding_core::{
@@ -11,9 +10,10 @@ use decoding_core::{
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
 use crate::candidates::CandidateTree;
+use crate::context::{ContextPrior, Successors};
 use crate::error::MedusaError;
 use crate::heads::{HeadScratch, MedusaHeads};
-use crate::ranking::{DynamicNode, Frontier, RankedHead, best_size, build_dynamic};
+use crate::ranking::{DynamicNode, DynamicSearch, PriorView, RankedHead, best_size};
 use crate::stats::MedusaStats;
 use crate::typical::TypicalAcceptance;
 
@@ -118,6 +118,7 @@ pub struct DynamicTree {
     max_nodes: Option<usize>,
     min_score: f32,
     cost: Option<CostCurve>,
+    prior: Option<ContextPrior>,
 }
 
 impl Default for DynamicTree {
@@ -133,6 +134,7 @@ impl DynamicTree {
             max_nodes: None,
             min_score: 0.0,
             cost: None,
+            prior: None,
         }
     }
 
@@ -167,6 +169,19 @@ impl DynamicTree {
     pub fn with_cost(mut self, cost: CostCurve) -> Self {
         self.cost = Some(cost);
         self
+    }
+
+    /// Re-weights candidates by the context prior (see [`ContextPrior`]): a candidate that
+    /// already followed its parent token in the prompt or output counts for more. This is
+    /// this library's addition to Medusa; it only re-orders the heads' candidates.
+    pub fn with_context_prior(mut self, prior: ContextPrior) -> Self {
+        self.prior = Some(prior);
+        self
+    }
+
+    /// The context prior, if any.
+    pub fn context_prior(&self) -> Option<&ContextPrior> {
+        self.prior.as_ref()
     }
 
     /// The cost curve, if the tree is sized by cost.
@@ -252,7 +267,8 @@ pub struct Medusa {
     heads_evaluated: usize,
     ranked: Vec<RankedHead>,
     order: Vec<u32>,
-    heap: BinaryHeap<Frontier>,
+    search: DynamicSearch,
+    successors: Successors,
     dynamic: Vec<DynamicNode>,
     placed: Vec<Option<NodeId>>,
     /// (depth, rank) of each node of the drafted tree; empty when the step used no heads.
@@ -283,7 +299,8 @@ impl Medusa {
             heads_evaluated: 0,
             ranked: Vec::new(),
             order: Vec::new(),
-            heap: BinaryHeap::new(),
+            search: DynamicSearch::default(),
+            successors: Successors::default(),
             dynamic: Vec::new(),
             placed: Vec::new(),
             drafted: Vec::new(),
@@ -393,20 +410,30 @@ impl Medusa {
     fn draft_dynamic(
         &mut self,
         policy: &DynamicTree,
-        budget: usize,
+        ctx: &DraftContext<'_>,
         depth: usize,
         tree: &mut TokenTree,
     ) -> Result<(), DecodeError> {
-        let budget = policy.max_nodes.map_or(budget, |m| m.min(budget));
+        let budget = policy
+            .max_nodes
+            .map_or(ctx.max_nodes, |m| m.min(ctx.max_nodes));
         let depth = depth.min(budget - 1);
+        if policy.prior.is_some() {
+            self.successors.update(ctx.tokens);
+        }
         // Heads are evaluated lazily: head d only once the search wants depth d + 1.
         let mut ranked = 0;
         loop {
-            let wants_deeper = build_dynamic(
+            let prior = policy.prior.as_ref().map(|prior| PriorView {
+                prior,
+                successors: &self.successors,
+            });
+            let wants_deeper = self.search.build(
                 &self.ranked[..ranked],
+                ctx.pending(),
                 budget,
                 policy.min_score,
-                &mut self.heap,
+                prior,
                 &mut self.dynamic,
             );
             if !wants_deeper || ranked == depth {
@@ -422,9 +449,8 @@ impl Medusa {
         self.placed.clear();
         self.placed.push(Some(0));
         for node in &self.dynamic[1..] {
-            let token = self.ranked[node.depth - 1].tokens[node.rank];
             let parent = self.placed[node.parent].unwrap_or(0);
-            self.placed.push(Some(tree.push(parent, token)?));
+            self.placed.push(Some(tree.push(parent, node.token)?));
             self.drafted.push((node.depth, node.rank));
         }
         Ok(())
@@ -496,6 +522,7 @@ impl Strategy for Medusa {
         self.vocab_size = vocab_size;
         self.has_input = false;
         self.drafted.clear();
+        self.successors.clear();
         self.stats = MedusaStats::default();
         Ok(())
     }
@@ -523,7 +550,7 @@ impl Strategy for Medusa {
                 let depth = depth.min(candidates.max_depth());
                 self.draft_static(candidates, ctx.max_nodes, depth, tree)
             }
-            TreePolicy::Dynamic(dynamic) => self.draft_dynamic(dynamic, ctx.max_nodes, depth, tree),
+            TreePolicy::Dynamic(dynamic) => self.draft_dynamic(dynamic, ctx, depth, tree),
         };
         self.config.tree = policy;
         drafted

@@ -24,6 +24,9 @@ fn meter_agrees_with_brute_force_on_library_heads() {
     // Brute force: hidden state of every prefix, head logits, rank of the target.
     let mut hits = vec![vec![0usize; vocab]; heads];
     let mut counts = vec![0usize; heads];
+    // Context prior: (hits, mass) of candidates whose (parent, candidate) bigram occurs in
+    // tokens[..=t + 1], then of the others.
+    let mut context = vec![[0.0f64; 4]; heads];
     let mut hidden = vec![0.0f32; d];
     let mut logits = Array2::zeros((heads, vocab));
     for t in 0..tokens.len() {
@@ -44,6 +47,15 @@ fn meter_agrees_with_brute_force_on_library_heads() {
                 .filter(|&v| row[v] > row[target] || (row[v] == row[target] && v < target))
                 .count();
             hits[k][rank] += 1;
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let total: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+            let parent = tokens[t + k + 1];
+            for v in 0..vocab {
+                let seen = tokens[..=t + 1].windows(2).any(|w| w == [parent, v as u32]);
+                let side = if seen { 0 } else { 2 };
+                context[k][side] += f64::from(u8::from(v == target));
+                context[k][side + 1] += f64::from((row[v] - max).exp() / total);
+            }
         }
     }
     for k in 0..heads {
@@ -55,6 +67,18 @@ fn meter_agrees_with_brute_force_on_library_heads() {
             assert!((measured.top_r(k, r + 1) - expected).abs() < 1e-12);
         }
         assert!((measured.top_r(k, vocab) - 1.0).abs() < 1e-12);
+    }
+    let prior = meter.context_prior().unwrap();
+    for (k, c) in context.iter().enumerate() {
+        let expect = |hits: f64, mass: f64| if hits > 0.0 { hits / mass } else { 1.0 };
+        assert!(
+            (f64::from(prior.seen(k)) - expect(c[0], c[1])).abs() < 1e-4,
+            "head {k}"
+        );
+        assert!(
+            (f64::from(prior.unseen(k)) - expect(c[2], c[3])).abs() < 1e-4,
+            "head {k}"
+        );
     }
 }
 

@@ -43,7 +43,14 @@ pub(crate) fn random_heads(
 }
 
 pub(crate) fn arc_heads(seed: u64, num_heads: usize, d: usize, vocab: usize) -> Arc<MedusaHeads> {
-    Arc::new(random_heads(seed, num_heads, d, vocab, 1, seed.is_multiple_of(2)))
+    Arc::new(random_heads(
+        seed,
+        num_heads,
+        d,
+        vocab,
+        1,
+        seed.is_multiple_of(2),
+    ))
 }
 
 /// A toy engine computing its own head logits: head `k` at a node puts a large logit on the

@@ -7,8 +7,8 @@ use crate::common::{OracleHeads, arc_heads, rng};
 use decoding_core::toy::{ChainsOnlyModel, HashModel};
 use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Plain, StopReason, Token, generate};
 use medusa::{
-    Acceptance, CandidateTree, DynamicTree, HeadSource, Medusa, MedusaConfig, RankAccuracies,
-    TreePolicy, TypicalAcceptance,
+    Acceptance, CandidateTree, ContextPrior, DynamicTree, HeadSource, Medusa, MedusaConfig,
+    RankAccuracies, TreePolicy, TypicalAcceptance,
 };
 use proptest::prelude::*;
 
@@ -24,7 +24,13 @@ fn policy(pick: u8, nodes: usize, heads: usize) -> TreePolicy {
             .collect(),
     )
     .unwrap();
-    match pick % 6 {
+    match pick % 7 {
+        6 => TreePolicy::Dynamic(
+            DynamicTree::new()
+                .with_max_nodes(nodes)
+                .unwrap()
+                .with_context_prior(ContextPrior::default()),
+        ),
         5 => {
             let cost = CostCurve::new(vec![(1, 1.0), (2, 1.2), (4, 1.6), (8, 2.4), (64, 14.0)]);
             TreePolicy::Dynamic(DynamicTree::new().with_cost(cost.unwrap()))
