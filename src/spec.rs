@@ -409,13 +409,15 @@ impl StrategyFactory for ReferenceFactory {
     }
 }
 
-/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,accept=greedy|typical,epsilon=E,delta=D,min_score=S,cost=CURVE,heads=FILE,acc=FILE]`:
+/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,context=on|off|SEEN:UNSEEN,accept=greedy|typical,epsilon=E,delta=D,min_score=S,cost=CURVE,heads=FILE,acc=FILE]`:
 /// Medusa heads (default `MODEL_DIR/medusa_heads.safetensors`, loaded once and shared by
 /// every case) run by the library on the model's hidden states. `tree` (default `dynamic`):
 /// `dynamic` picks each step's tree from the heads' probabilities, up to `N` nodes or the
 /// decoder's budget, leaving out paths estimated below `min_score`, and with
 /// `cost=1:1/2:1.2/4:1.6/...` (forward cost by tree size) keeping each step the nodes that
-/// maximise expected tokens per unit of cost; `mc_sim_7b_63` is the
+/// maximise expected tokens per unit of cost; dynamic trees re-weight the heads' candidates
+/// by the context prior (`context`, default `on` = factors 3 and 0.6; `off` for the heads
+/// alone); `mc_sim_7b_63` is the
 /// paper's 64-node tree; `sparse:N` the paper's sparse tree of `N` nodes (root included) from
 /// rank accuracies (`acc`, default `MODEL_DIR/medusa_topk_acc_heldout.json`); `cartesian:3x2`
 /// the product of each head's top candidates. `accept=greedy` is exact verification (also
@@ -442,6 +444,7 @@ impl MedusaFactory {
         let delta: Option<f64> = parse_optional(&mut options, "delta")?;
         let min_score: Option<f32> = parse_optional(&mut options, "min_score")?;
         let cost = options.get("cost");
+        let context = options.get("context");
         let heads_path = options
             .get("heads")
             .map(std::path::PathBuf::from)
@@ -462,8 +465,13 @@ impl MedusaFactory {
                 env.vocab_size
             )));
         }
-        let (policy, mut description) =
-            medusa_tree(&tree, min_score, cost.as_deref(), acc_path.as_deref())?;
+        let (policy, mut description) = medusa_tree(
+            &tree,
+            min_score,
+            cost.as_deref(),
+            context.as_deref(),
+            acc_path.as_deref(),
+        )?;
         let acceptance = match accept.as_str() {
             "greedy" | "exact" => {
                 if epsilon.is_some() || delta.is_some() {
@@ -524,11 +532,39 @@ where
         .transpose()
 }
 
+/// The `context` option of `medusa`: `off`, `on` (the default factors) or `SEEN:UNSEEN`, each
+/// a `/`-separated list of per-head factors (`3:0.6`, `1.9/2.9/4.1/5:0.68/0.61/0.58/0.56`).
+fn parse_context_prior(text: &str) -> Result<Option<medusa::ContextPrior>, SpecError> {
+    let bad = |message: String| SpecError::BadValue {
+        key: "context".to_string(),
+        message,
+    };
+    let list = |part: &str| {
+        part.split('/')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("`{text}`: {e}")))
+    };
+    match text {
+        "off" => Ok(None),
+        "on" => Ok(Some(medusa::ContextPrior::default())),
+        _ => {
+            let (seen, unseen) = text
+                .split_once(':')
+                .ok_or_else(|| bad(format!("`{text}`: expected off, on or SEEN:UNSEEN")))?;
+            medusa::ContextPrior::new(list(seen)?, list(unseen)?)
+                .map(Some)
+                .map_err(|e| bad(e.to_string()))
+        }
+    }
+}
+
 /// Parses the `tree` option of `medusa`; returns the policy and its normalised description.
 fn medusa_tree(
     tree: &str,
     min_score: Option<f32>,
     cost: Option<&str>,
+    context: Option<&str>,
     acc_path: Option<&Path>,
 ) -> Result<(medusa::TreePolicy, String), SpecError> {
     let bad = |message: String| SpecError::BadValue {
@@ -540,9 +576,9 @@ fn medusa_tree(
         arg.parse::<usize>()
             .map_err(|e| bad(format!("`{tree}`: {what} needs a node count: {e}")))
     };
-    if kind != "dynamic" && (min_score.is_some() || cost.is_some()) {
+    if kind != "dynamic" && (min_score.is_some() || cost.is_some() || context.is_some()) {
         return Err(SpecError::BadValue {
-            key: "min_score/cost".to_string(),
+            key: "min_score/cost/context".to_string(),
             message: "only apply to tree=dynamic".to_string(),
         });
     }
@@ -571,6 +607,20 @@ fn medusa_tree(
                 })?;
                 text += &format!(",cost={cost}");
                 d = d.with_cost(curve);
+            }
+            match parse_context_prior(context.unwrap_or("on"))? {
+                Some(prior) => {
+                    let (seen, unseen) = prior.factors();
+                    let list = |f: &[f32]| {
+                        f.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    };
+                    text += &format!(",context={}:{}", list(seen), list(unseen));
+                    d = d.with_context_prior(prior);
+                }
+                None => text += ",context=off",
             }
             return Ok((medusa::TreePolicy::Dynamic(d), text));
         }
