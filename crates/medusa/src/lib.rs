@@ -60,12 +60,30 @@
 //! state yet and the tree is the root alone (the prefill pass yields one token, as in plain
 //! decoding).
 //!
+//! ## Trees
+//!
+//! * [`TreePolicy::Static`]: the same (head, rank) paths every step. [`CandidateTree`] builds
+//!   the paper's trees: Cartesian products of each head's top candidates, sparse trees chosen
+//!   greedily by expected acceptance from measured rank accuracies ([`RankAccuracies`], as in
+//!   the `medusa_topk_acc_heldout.json` the Medusa training scripts write, or measured on your
+//!   model and data by [`RankAccuracyMeter`]), and the paper's 64-node `mc_sim_7b_63`.
+//! * [`TreePolicy::Dynamic`] (the default): each step, the paths of highest estimated
+//!   acceptance under *this step's* head probabilities, chosen best-first from all ranks.
+//!   Confident heads give deep narrow trees, unsure ones wide shallow trees. Two additions of
+//!   this library, both only re-ordering or cutting the heads' own candidates:
+//!   * the [`ContextPrior`] re-weights a candidate by whether it already followed its parent
+//!     token in the context. Medusa-1 heads guess every position independently of the
+//!     tokens drafted before it; the prior gives the tree that missing dependence;
+//!   * [`DynamicTree::with_cost`] sizes each step's tree to maximise expected tokens per unit
+//!     of forward time on a measured [`CostCurve`](decoding_core::CostCurve): on hardware
+//!     where a 64-node tree costs many single steps (a small model on a CPU), only the nodes
+//!     that pay for themselves are drafted.
+//!
 //! ## What this crate does differently from the reference implementation
 //!
 //! * Heads run once per step, on the one node that needs them (the last accepted node), not
-//!   on every node of the tree; a static tree only evaluates the heads its depth uses.
-//! * [`DynamicTree`] (the default) picks each step's tree from the heads' own probabilities
-//!   (best-first on products of probabilities, any rank), instead of one fixed tree.
+//!   on every node of the tree; a dynamic tree evaluates a head only once a chosen path
+//!   reaches its depth, a static tree only the heads its depth uses.
 //! * Verification is decoding-core's exact verifier: token-identical to greedy decoding, and
 //!   identically distributed under sampling (no silent switch to greedy); typical
 //!   acceptance is a separate, explicitly lossy option ([`Strategy::is_lossless`] says

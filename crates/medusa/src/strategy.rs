@@ -220,8 +220,11 @@ pub struct MedusaConfig {
 }
 
 impl Default for MedusaConfig {
+    /// Dynamic trees filling the decoder's node budget, re-weighted by the default
+    /// [`ContextPrior`], and exact acceptance.
     fn default() -> Self {
-        Self::new(TreePolicy::Dynamic(DynamicTree::new()))
+        let tree = DynamicTree::new().with_context_prior(ContextPrior::default());
+        Self::new(TreePolicy::Dynamic(tree))
     }
 }
 
