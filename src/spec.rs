@@ -690,4 +690,55 @@ mod tests {
         assert!(parse("greedy:x=1", &env).is_err());
         assert!(parse("greedy", &env).is_ok());
     }
+
+    #[test]
+    fn medusa_specs() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/pycoder-16m"));
+        let no_dir = SpecEnv {
+            vocab_size: 8192,
+            model_dir: None,
+        };
+        assert!(matches!(
+            parse("medusa", &no_dir),
+            Err(SpecError::Unavailable(_))
+        ));
+        if !dir.join("medusa_heads.safetensors").exists() {
+            return;
+        }
+        let env = SpecEnv {
+            vocab_size: 8192,
+            model_dir: Some(dir),
+        };
+        let describe = |spec: &str| parse(spec, &env).map(|f| f.describe());
+        assert_eq!(
+            describe("medusa").unwrap(),
+            "medusa:tree=dynamic,context=3:0.6,accept=greedy"
+        );
+        for ok in [
+            "medusa:tree=mc_sim_7b_63",
+            "medusa:tree=sparse:64",
+            "medusa:tree=cartesian:4x3x3",
+            "medusa:tree=dynamic:16,context=off,min_score=0.1",
+            "medusa:tree=dynamic,cost=1:1/8:2.7/64:14.5,context=2/3:0.5",
+            "medusa:accept=typical,epsilon=0.2",
+        ] {
+            assert!(describe(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "medusa:tree=cartesian:2x2x2x2x2",
+            "medusa:tree=bogus",
+            "medusa:tree=sparse",
+            "medusa:epsilon=0.2",
+            "medusa:tree=mc_sim_7b_63,context=off",
+            "medusa:context=maybe",
+            "medusa:accept=sometimes",
+        ] {
+            assert!(describe(bad).is_err(), "{bad}");
+        }
+        let wrong_vocab = SpecEnv {
+            vocab_size: 100,
+            model_dir: Some(dir),
+        };
+        assert!(parse("medusa", &wrong_vocab).is_err());
+    }
 }
