@@ -52,6 +52,14 @@ fn heads_logits(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let packed = heads.with_bf16_outputs();
+    c.bench_function("medusa_heads_logits_4x8192x384_bf16", |b| {
+        b.iter(|| {
+            packed
+                .logits(black_box(hidden.view()), out.view_mut(), &mut scratch)
+                .unwrap()
+        })
+    });
 }
 
 /// One step of the strategy outside the model: observe (keep the hidden state) and draft.

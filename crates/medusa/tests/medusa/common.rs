@@ -43,14 +43,12 @@ pub(crate) fn random_heads(
 }
 
 pub(crate) fn arc_heads(seed: u64, num_heads: usize, d: usize, vocab: usize) -> Arc<MedusaHeads> {
-    Arc::new(random_heads(
-        seed,
-        num_heads,
-        d,
-        vocab,
-        1,
-        seed.is_multiple_of(2),
-    ))
+    let heads = random_heads(seed, num_heads, d, vocab, 1, seed.is_multiple_of(2));
+    Arc::new(if seed % 3 == 1 {
+        heads.with_bf16_outputs()
+    } else {
+        heads
+    })
 }
 
 /// A toy engine computing its own head logits: head `k` at a node puts a large logit on the
