@@ -49,6 +49,59 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (l, (&a, &b)) in a_rest.iter().zip(b_rest).enumerate() {
         acc[l] = mul_add(a, b, acc[l]);
     }
+    reduce(acc)
+}
+
+/// A sum in the order of [`dot`]: the `i`-th value added goes into partial sum
+/// `i % LANES`, then the partial sums are halved pairwise. The result depends only on the
+/// sequence of values added, not on how they were handed over.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sum {
+    acc: [f32; LANES],
+    count: usize,
+}
+
+impl Sum {
+    pub(crate) fn new() -> Self {
+        Self {
+            acc: [0.0; LANES],
+            count: 0,
+        }
+    }
+
+    /// Adds the values of `x` in order.
+    pub(crate) fn add_all(&mut self, x: &[f32]) {
+        let skip = (LANES - self.count % LANES) % LANES;
+        let (head, x) = x.split_at(skip.min(x.len()));
+        for &v in head {
+            self.add(v);
+        }
+        let full = x.chunks_exact(LANES);
+        let rest = full.remainder();
+        for chunk in full {
+            for (a, &v) in self.acc.iter_mut().zip(chunk) {
+                *a += v;
+            }
+        }
+        self.count += x.len() - rest.len();
+        for &v in rest {
+            self.add(v);
+        }
+    }
+
+    /// Adds one value.
+    pub(crate) fn add(&mut self, v: f32) {
+        self.acc[self.count % LANES] += v;
+        self.count += 1;
+    }
+
+    pub(crate) fn total(self) -> f32 {
+        reduce(self.acc)
+    }
+}
+
+/// Halves the partial sums pairwise (lane `l` with lane `l + width / 2`) until one is left.
+fn reduce(mut acc: [f32; LANES]) -> f32 {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -79,15 +132,6 @@ impl Packed {
         let mut packed = Self::zeros(depth, cols);
         for (j, row) in w.rows().into_iter().enumerate() {
             packed.set_column(j, row.iter().copied());
-        }
-        packed
-    }
-
-    /// `W` whose column `j` is `columns[j]` (all `depth` long).
-    pub(crate) fn from_columns(depth: usize, columns: &[&[f32]]) -> Self {
-        let mut packed = Self::zeros(depth, columns.len());
-        for (j, column) in columns.iter().enumerate() {
-            packed.set_column(j, column[..depth].iter().copied());
         }
         packed
     }
@@ -194,6 +238,16 @@ pub(crate) fn gemm(
 ) {
     let all = w.panels();
     run(x, &all[panels], w.depth(), store);
+}
+
+/// `X W` for `W` given as its panels: `panels[p]` holds columns `PANEL p .. PANEL (p + 1)`,
+/// `depth` rows of `PANEL` contiguous floats (the layout of [`Packed`]). Like [`gemm`].
+pub(crate) fn gemm_panels(x: &[&[f32]], panels: &[&[f32]], depth: usize, store: &mut impl Store) {
+    let panels: Vec<Contiguous<'_>> = panels
+        .iter()
+        .map(|p| Contiguous(&p[..depth * PANEL]))
+        .collect();
+    run(x, &panels, depth, store);
 }
 
 /// `X W` where row `kk` of `W` is `w_rows[kk][..cols]` (the rows `x` are `w_rows.len()`
@@ -484,13 +538,35 @@ mod tests {
                 }
             });
             assert_eq!(by_rows, full);
-            let columns: Vec<&[f32]> = w
-                .rows()
-                .into_iter()
-                .map(|r| r.to_slice().unwrap())
-                .collect();
-            assert_eq!(product(&rows, &Packed::from_columns(k, &columns), n), full);
+            // The same panels handed over one by one.
+            let panels: Vec<&[f32]> = packed.panels().iter().map(|p| p.0).collect();
+            let mut by_panels = Array2::from_elem((m, n), f32::NAN);
+            gemm_panels(&rows, &panels, k, &mut |i, j, v: &[f32; PANEL]| {
+                for (c, &v) in v.iter().enumerate().take(n.saturating_sub(j)) {
+                    by_panels[[i, j + c]] = v;
+                }
+            });
+            assert_eq!(by_panels, full);
         }
+    }
+
+    #[test]
+    fn sums_depend_only_on_the_sequence() {
+        let x: Vec<f32> = (0..45).map(pseudo).collect();
+        let mut all = Sum::new();
+        all.add_all(&x);
+        let mut pieces = Sum::new();
+        pieces.add_all(&x[..3]);
+        pieces.add(x[3]);
+        pieces.add_all(&x[4..37]);
+        for &v in &x[37..] {
+            pieces.add(v);
+        }
+        assert_eq!(all.total().to_bits(), pieces.total().to_bits());
+        let exact: f64 = x.iter().map(|&v| f64::from(v)).sum();
+        assert!((f64::from(all.total()) - exact).abs() < 1e-5);
+        let ones = vec![1.0; x.len()];
+        assert_eq!(all.total(), dot(&x, &ones));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayViewMut1, ArrayViewMut2, Axis};
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::error::LoadError;
-use crate::math::{PANEL, Packed, Rope, exp, gemm, gemm_rows, rms_norm, silu};
+use crate::math::{PANEL, Packed, Rope, Sum, exp, gemm, gemm_panels, gemm_rows, rms_norm, silu};
 use crate::team::{Task, Team, split};
 use crate::weights::{Layer, Weights};
 
@@ -74,7 +74,7 @@ impl Block {
 #[derive(Clone, Debug)]
 struct State {
     /// One cache per layer: `committed` rows, then the rows of the last forward's nodes.
-    cache: Vec<KvCache>,
+    cache: Vec<LayerCache>,
     committed: usize,
     /// The tree of the last forward, until it is committed.
     uncommitted: Option<TokenTree>,
@@ -121,7 +121,7 @@ impl Llama {
         );
         let state = State {
             cache: (0..config.num_hidden_layers)
-                .map(|_| KvCache::new(config.kv_heads() * config.head_width()))
+                .map(|_| LayerCache::new(config.kv_heads() * config.head_width()))
                 .collect(),
             committed: 0,
             uncommitted: None,
@@ -200,7 +200,7 @@ impl Net {
     fn layers<'env>(
         &'env self,
         team: &Team<'env>,
-        caches: Vec<&'env mut KvCache>,
+        caches: Vec<&'env mut LayerCache>,
         tree: &'env TokenTree,
         committed: usize,
     ) -> Array2<f32> {
@@ -223,7 +223,7 @@ impl Net {
         &'env self,
         team: &Team<'env>,
         layer: &'env Block,
-        cache: &'env mut KvCache,
+        cache: &'env mut LayerCache,
         tree: &'env TokenTree,
         sight: &Arc<Sight>,
         committed: usize,
@@ -243,7 +243,7 @@ impl Net {
             }
             cache.push(&row[q_dim..q_dim + kv_dim], &row[q_dim + kv_dim..]);
         }
-        let cache: &'env KvCache = cache;
+        let cache: &'env LayerCache = cache;
         let attended = Arc::new(self.attention(team, cache, sight, committed, Arc::new(qkv)));
         *x += &project(team, &attended, &layer.o);
 
@@ -281,7 +281,7 @@ impl Net {
     fn attention<'env>(
         &'env self,
         team: &Team<'env>,
-        cache: &'env KvCache,
+        cache: &'env LayerCache,
         sight: &Arc<Sight>,
         committed: usize,
         qkv: Arc<Array2<f32>>,
@@ -301,16 +301,16 @@ impl Net {
     /// Attention of every node for the query heads `heads`: node `n` attends to the
     /// committed rows of `cache` and to the rows of its root-to-`n` path, in position order.
     ///
-    /// The queries that share a key/value head go [`PANEL`] at a time through two products:
-    /// scores `S = K Q^T` over the committed rows and the tree rows up to the panel's last
-    /// node, and `E V` for the exponentials `E = e^(S - max)` of the scores, divided by
-    /// their sums (taken in row order) at the end. A row a query does not see gets score
-    /// `-inf` and weight exactly 0, which adds nothing to its sums (they start at +0 and
-    /// never become -0): each element comes out of the same operations whatever the other
-    /// queries of its panel.
+    /// The queries that share a key/value head go [`NODES`] nodes at a time through two
+    /// products: scores `S = Q K^T` over the committed rows and the tree rows up to the
+    /// block's last node, then `E V` for the exponentials `E = e^(S - max)`, divided by their
+    /// sums ([`Sum`] over the rows seen, in order) at the end. A row a query does not see
+    /// gets score `-inf` and weight exactly 0, which changes neither its maximum nor its
+    /// `E V` chains (they start at +0 and never become -0): each element comes out of the
+    /// same operations whatever else the block holds.
     fn attend(
         &self,
-        cache: &KvCache,
+        cache: &LayerCache,
         sight: &Sight,
         committed: usize,
         qkv: &Array2<f32>,
@@ -327,85 +327,209 @@ impl Net {
             .into_iter()
             .map(|row| row.to_slice().expect("standard layout"))
             .collect();
-        let (mut scores, mut weights) = (Vec::new(), Vec::new());
+        let all = committed + nodes;
+        let mut scores = Vec::new();
         for kv in heads.start / group..heads.end.div_ceil(group) {
             let shared = heads.start.max(kv * group)..heads.end.min((kv + 1) * group);
-            let all = committed + nodes;
-            let keys: Vec<&[f32]> = (0..all).map(|r| cache.key(r, kv, head)).collect();
-            let values: Vec<&[f32]> = (0..all).map(|r| cache.value(r, kv, head)).collect();
-            // Query `q` is head `shared.start + q % shared.len()` of node `q / shared.len()`.
-            let who = |q: usize| (q / shared.len(), shared.start + q % shared.len());
-            let count = nodes * shared.len();
-            for first in (0..count).step_by(PANEL) {
-                let panel = first..count.min(first + PANEL);
-                let owner: [usize; PANEL] =
-                    std::array::from_fn(|j| who(panel.start + j.min(panel.len() - 1)).0);
-                let rows = committed + owner[PANEL - 1] + 1;
-                let columns: Vec<&[f32]> = panel
-                    .clone()
+            let keys = cache.keys.panels(kv, head, all);
+            let values: Vec<&[f32]> = (0..all).map(|r| cache.rows.value(r, kv, head)).collect();
+            for first in (0..nodes).step_by(NODES) {
+                let block = first..nodes.min(first + NODES);
+                let rows = committed + block.end;
+                let stride = rows.next_multiple_of(PANEL);
+                // Query `q` is head `shared.start + q % shared.len()` of node
+                // `block.start + q / shared.len()`.
+                let who = |q: usize| {
+                    (
+                        block.start + q / shared.len(),
+                        shared.start + q % shared.len(),
+                    )
+                };
+                let x: Vec<&[f32]> = (0..block.len() * shared.len())
                     .map(|q| {
                         let (node, h) = who(q);
                         &queries[node][h * head..(h + 1) * head]
                     })
                     .collect();
-                let q = Packed::from_columns(head, &columns);
-                let seen: [&[bool]; PANEL] = std::array::from_fn(|j| sight.row(owner[j]));
-                // Scaled scores, `-inf` where the query does not see the row, and their
-                // maximum per query (exact, so in any order).
-                if scores.len() < rows * PANEL {
-                    scores.resize(rows * PANEL, 0.0);
+                if scores.len() < x.len() * stride {
+                    scores.resize(x.len() * stride, 0.0);
                 }
-                let mut max = [f32::NEG_INFINITY; PANEL];
-                gemm(&keys[..rows], &q, 0..1, &mut |r, _, s: &[f32; PANEL]| {
-                    let row = &mut scores[r * PANEL..(r + 1) * PANEL];
-                    for j in 0..PANEL {
-                        let visible = r < committed || seen[j][r - committed];
-                        row[j] = if visible {
-                            s[j] * scale
-                        } else {
-                            f32::NEG_INFINITY
-                        };
-                        max[j] = if row[j] > max[j] { row[j] } else { max[j] };
+                let scores = &mut scores[..x.len() * stride];
+                gemm_panels(&x, &keys[..stride / PANEL], head, &mut |q, r, s| {
+                    scores[q * stride + r..q * stride + r + PANEL].copy_from_slice(s);
+                });
+                let sums: Vec<f32> = scores
+                    .chunks_exact_mut(stride)
+                    .enumerate()
+                    .map(|(q, row)| {
+                        let (row, seen) = (&mut row[..rows], sight.row(who(q).0));
+                        softmax_weights(row, committed, seen, scale);
+                        // The sum over the rows seen, in order: the committed ones, then
+                        // the path (the same sequence however the tree branches around it).
+                        let mut total = Sum::new();
+                        total.add_all(&row[..committed]);
+                        for (&e, _) in row[committed..].iter().zip(seen).filter(|(_, s)| **s) {
+                            total.add(e);
+                        }
+                        total.total()
+                    })
+                    .collect();
+                let weights: Vec<&[f32]> =
+                    scores.chunks_exact(stride).map(|r| &r[..rows]).collect();
+                gemm_rows(&weights, &values[..rows], head, &mut |q, d, v| {
+                    let (node, h) = who(q);
+                    let at = node * width + (h - heads.start) * head + d;
+                    let n = PANEL.min(head - d);
+                    for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
+                        *o = v / sums[q];
                     }
                 });
-                // The weights of query j over the rows, as row j of `weights`, and their
-                // sums in row order.
-                if weights.len() < panel.len() * rows {
-                    weights.resize(panel.len() * rows, 0.0);
-                }
-                let mut sums = [0.0f32; PANEL];
-                for (r, row) in scores[..rows * PANEL].chunks_exact(PANEL).enumerate() {
-                    let mut e = [0.0f32; PANEL];
-                    for j in 0..PANEL {
-                        e[j] = if row[j] == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            exp(row[j] - max[j])
-                        };
-                        sums[j] += e[j];
-                    }
-                    for (j, &e) in e[..panel.len()].iter().enumerate() {
-                        weights[j * rows + r] = e;
-                    }
-                }
-                let weight_rows: Vec<&[f32]> =
-                    weights[..panel.len() * rows].chunks_exact(rows).collect();
-                gemm_rows(
-                    &weight_rows,
-                    &values[..rows],
-                    head,
-                    &mut |j, d, v: &[f32; PANEL]| {
-                        let (node, h) = who(panel.start + j);
-                        let at = node * width + (h - heads.start) * head + d;
-                        let n = PANEL.min(head - d);
-                        for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
-                            *o = v / sums[j];
-                        }
-                    },
-                );
             }
         }
         Array2::from_shape_vec((nodes, width), out).expect("nodes x width")
+    }
+}
+
+/// Tree nodes whose queries go through attention together.
+const NODES: usize = 16;
+
+/// Turns one query's scores over `committed + t` rows (the committed ones, then the tree
+/// rows `t` of which `seen[t]` tells the visible ones) into `e^(scale s - max)`, 0 for the
+/// rows it does not see, `max` taken over the visible scaled scores.
+fn softmax_weights(row: &mut [f32], committed: usize, seen: &[bool], scale: f32) {
+    for s in row.iter_mut() {
+        *s *= scale;
+    }
+    for (s, &seen) in row[committed..].iter_mut().zip(seen) {
+        if !seen {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+    // The maximum is exact, so it may be taken in any order: by lanes, which vectorises.
+    let mut lanes = [f32::NEG_INFINITY; PANEL];
+    let chunks = row.chunks_exact(PANEL);
+    for &s in chunks.remainder() {
+        lanes[0] = if s > lanes[0] { s } else { lanes[0] };
+    }
+    for chunk in chunks {
+        for (m, &s) in lanes.iter_mut().zip(chunk) {
+            *m = if s > *m { s } else { *m };
+        }
+    }
+    let max = lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+    for s in row.iter_mut() {
+        *s = if *s == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp(*s - max)
+        };
+    }
+}
+
+/// The cache of one layer: keys and values row by row ([`KvCache`]), and the keys again as
+/// panels of `K^T` ([`KeyPanels`]), the layout the score product reads.
+#[derive(Clone, Debug)]
+struct LayerCache {
+    rows: KvCache,
+    keys: KeyPanels,
+}
+
+impl LayerCache {
+    fn new(width: usize) -> Self {
+        Self {
+            rows: KvCache::new(width),
+            keys: KeyPanels {
+                width,
+                rows: 0,
+                data: Vec::new(),
+            },
+        }
+    }
+
+    /// Keeps the first `rows` rows.
+    fn truncate(&mut self, rows: usize) {
+        self.rows.truncate(rows);
+        self.keys.truncate(rows);
+    }
+
+    /// Appends one row.
+    fn push(&mut self, key: &[f32], value: &[f32]) {
+        self.rows.push(key, value);
+        self.keys.push(key);
+    }
+
+    /// Moves the rows `start + kept[i]` to `start + i` (`kept` increasing) and drops every
+    /// row after them.
+    fn compact(&mut self, start: usize, kept: &[usize]) {
+        self.rows.compact(start, kept);
+        self.keys.compact(start, kept);
+        debug_assert!((0..self.keys.rows).all(|r| {
+            let key = self.rows.key(r, 0, self.keys.width);
+            (0..key.len()).all(|i| self.keys.data[self.keys.at(r, i)] == key[i])
+        }));
+    }
+}
+
+/// Keys in blocks of [`PANEL`] rows: block `b` holds rows `PANEL b .. PANEL (b + 1)` as
+/// `width` rows of `PANEL` floats (element `i` of key `r` at `PANEL (width b + i) + r %
+/// PANEL`), so the elements of head `h` in block `b` are a panel of `K^T` for
+/// [`gemm_panels`]. Lanes past the last row hold stale or zero keys, whose scores are
+/// computed and never read.
+#[derive(Clone, Debug)]
+struct KeyPanels {
+    width: usize,
+    rows: usize,
+    data: Vec<f32>,
+}
+
+impl KeyPanels {
+    fn at(&self, row: usize, i: usize) -> usize {
+        (row / PANEL * self.width + i) * PANEL + row % PANEL
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        self.rows = self.rows.min(rows);
+        self.data
+            .truncate(self.rows.div_ceil(PANEL) * PANEL * self.width);
+    }
+
+    fn push(&mut self, key: &[f32]) {
+        let row = self.rows;
+        if row.is_multiple_of(PANEL) {
+            self.data
+                .resize((row / PANEL + 1) * PANEL * self.width, 0.0);
+        }
+        for (i, &k) in key.iter().enumerate() {
+            let at = self.at(row, i);
+            self.data[at] = k;
+        }
+        self.rows += 1;
+    }
+
+    fn compact(&mut self, start: usize, kept: &[usize]) {
+        for (i, &node) in kept.iter().enumerate() {
+            let (from, to) = (start + node, start + i);
+            if from != to {
+                for e in 0..self.width {
+                    let (a, b) = (self.at(from, e), self.at(to, e));
+                    self.data[b] = self.data[a];
+                }
+            }
+        }
+        self.truncate(start + kept.len());
+    }
+
+    /// The panels of `K^T` for head `kv` (of width `head`) over the rows `0 .. rows`
+    /// (rounded up to whole blocks).
+    fn panels(&self, kv: usize, head: usize, rows: usize) -> Vec<&[f32]> {
+        (0..rows.div_ceil(PANEL))
+            .map(|b| {
+                let start = (b * self.width + kv * head) * PANEL;
+                &self.data[start..start + head * PANEL]
+            })
+            .collect()
     }
 }
 
@@ -508,7 +632,7 @@ impl LogitsModel for Llama {
         let (net, state) = (&self.net, &mut self.state);
         state.uncommitted = None;
         let committed = state.committed;
-        let caches: Vec<&mut KvCache> = state.cache.iter_mut().collect();
+        let caches: Vec<&mut LayerCache> = state.cache.iter_mut().collect();
         let picked: Vec<NodeId> = tree.logits_nodes().collect();
         let hidden = std::thread::scope(|scope| {
             let team = Team::start(scope, self.threads - 1, self.min_work);

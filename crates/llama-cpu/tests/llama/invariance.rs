@@ -6,7 +6,7 @@ use llama_cpu::Llama;
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
-use crate::common::tiny_model;
+use crate::common::{random_tensors, tiny_model, to_safetensors};
 
 /// A random tree: each entry `(parent pick, token, needs logits)` adds one node below node
 /// `pick % len` (or finds the existing sibling with that token).
@@ -155,5 +155,45 @@ proptest! {
         let after_prefill = forward(&mut b, &TokenTree::new(next));
         prop_assert_eq!(a.committed_len(), b.committed_len());
         prop_assert_eq!(after_commit, after_prefill);
+    }
+
+    /// The same property on a model shaped like the real ones where the tiny one is not:
+    /// head width 16 (value rows read in place), three query heads per key/value head,
+    /// contexts over 64 rows (key panels in groups of four), trees of more than 16 nodes
+    /// (several query blocks), an FFN of 5 panels.
+    #[test]
+    fn logits_depend_only_on_the_path_with_real_shapes(
+        context in prop::collection::vec(0..37u32, 0..90),
+        cuts in prop::collection::vec(any::<usize>(), 0..3),
+        root in 0..37u32,
+        nodes in prop::collection::vec(node(), 0..40),
+    ) {
+        let config = llama_cpu::LlamaConfig::new(37, 96, 80, 2, 6, 2, 256);
+        let bytes = to_safetensors(&random_tensors(&config, 5), safetensors::Dtype::F32);
+        let model = Llama::from_safetensors(config, &bytes).unwrap();
+        let tree = build_tree(root, &nodes);
+
+        let mut a = model.clone().with_threads(1);
+        prefill(&mut a, &context);
+        let logits_a = forward(&mut a, &tree);
+
+        if !context.is_empty() {
+            let mut b = model.clone().with_threads(2).with_min_work_per_thread(0);
+            fill_by_tree_paths(&mut b, &context, &cuts, &nodes[..nodes.len().min(5)]);
+            prop_assert_eq!(&logits_a, &forward(&mut b, &tree));
+        }
+
+        let mut alone = model.clone().with_threads(2).with_min_work_per_thread(0);
+        for n in tree.logits_nodes() {
+            let mut chain = context.clone();
+            chain.extend(tree.path_tokens(n));
+            alone.reset().unwrap();
+            let mut single = TokenTree::from_chain(&chain).unwrap();
+            for m in 0..single.len() - 1 {
+                single.set_needs_logits(m, false);
+            }
+            let row = forward(&mut alone, &single);
+            prop_assert_eq!(row.row(0), logits_a.row(tree.logits_row(n).unwrap()), "node {}", n);
+        }
     }
 }
