@@ -83,7 +83,9 @@
 //!
 //! * Heads run once per step, on the one node that needs them (the last accepted node), not
 //!   on every node of the tree; a dynamic tree evaluates a head only once a chosen path
-//!   reaches its depth, a static tree only the heads its depth uses.
+//!   reaches its depth, a static tree only the heads its depth uses. Their output
+//!   projections, most of their cost, can be kept in bfloat16
+//!   ([`MedusaHeads::with_bf16_outputs`]).
 //! * Verification is decoding-core's exact verifier: token-identical to greedy decoding, and
 //!   identically distributed under sampling (no silent switch to greedy); typical
 //!   acceptance is a separate, explicitly lossy option ([`Strategy::is_lossless`] says
