@@ -17,6 +17,8 @@
 //! multiply-add when the build targets FMA and a multiply then an add otherwise: a fixed
 //! function for a given build either way.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use ndarray::ArrayView2;
 
 /// `a * b + c`: fused (one rounding) when the build targets FMA (x86-64-v3, see
@@ -116,51 +118,61 @@ fn reduce(mut acc: [f32; LANES]) -> f32 {
 pub(crate) const PANEL: usize = 16;
 
 /// A matrix `W` (`depth x cols`) stored for [`gemm`]: columns in panels of [`PANEL`], each
-/// panel `depth` rows of `PANEL` contiguous floats, the last one padded with zeros.
+/// panel `depth` rows of `PANEL` contiguous floats, the last one padded with zeros. Stored
+/// in f16 when every element is an f16 value (weights from an f16 checkpoint): converting
+/// back to f32 is exact, so the products are the same bits, and reading half the bytes
+/// from memory is what a small batch is limited by.
 #[derive(Clone, Debug)]
 pub(crate) struct Packed {
-    data: Vec<f32>,
+    data: Storage,
     depth: usize,
     cols: usize,
 }
 
+#[derive(Clone, Debug)]
+enum Storage {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
 impl Packed {
     /// `W = w^T` for weights `w` in the HF `[out, in]` layout (`cols = out`, `depth = in`):
-    /// column `j` of `W` is row `j` of `w`.
+    /// column `j` of `W` is row `j` of `w`. Stored in f16 when that is exact.
     pub(crate) fn from_out_in(w: ArrayView2<'_, f32>) -> Self {
         let (cols, depth) = w.dim();
-        let mut packed = Self::zeros(depth, cols);
+        let mut data = vec![0.0; cols.div_ceil(PANEL) * depth * PANEL];
         for (j, row) in w.rows().into_iter().enumerate() {
-            packed.set_column(j, row.iter().copied());
-        }
-        packed
-    }
-
-    /// `W` whose row `kk` is `rows[kk][..cols]`.
-    pub(crate) fn from_rows(rows: &[&[f32]], cols: usize) -> Self {
-        let mut packed = Self::zeros(rows.len(), cols);
-        for (kk, row) in rows.iter().enumerate() {
-            for (p, chunk) in row[..cols].chunks(PANEL).enumerate() {
-                let start = (p * packed.depth + kk) * PANEL;
-                packed.data[start..start + chunk.len()].copy_from_slice(chunk);
+            let (p, lane) = (j / PANEL, j % PANEL);
+            let panel = &mut data[p * depth * PANEL..(p + 1) * depth * PANEL];
+            for (slot, &v) in panel[lane..].iter_mut().step_by(PANEL).zip(row) {
+                *slot = v;
             }
         }
-        packed
+        let exact = data
+            .iter()
+            .all(|&v| f16::from_f32(v).to_f32().to_bits() == v.to_bits());
+        let data = if exact {
+            Storage::F16(data.iter().map(|&v| f16::from_f32(v)).collect())
+        } else {
+            Storage::F32(data)
+        };
+        Self { data, depth, cols }
     }
 
-    fn zeros(depth: usize, cols: usize) -> Self {
+    /// `W` whose row `kk` is `rows[kk][..cols]`, in f32.
+    pub(crate) fn from_rows(rows: &[&[f32]], cols: usize) -> Self {
+        let depth = rows.len();
+        let mut data = vec![0.0; cols.div_ceil(PANEL) * depth * PANEL];
+        for (kk, row) in rows.iter().enumerate() {
+            for (p, chunk) in row[..cols].chunks(PANEL).enumerate() {
+                let start = (p * depth + kk) * PANEL;
+                data[start..start + chunk.len()].copy_from_slice(chunk);
+            }
+        }
         Self {
-            data: vec![0.0; cols.div_ceil(PANEL) * depth * PANEL],
+            data: Storage::F32(data),
             depth,
             cols,
-        }
-    }
-
-    fn set_column(&mut self, j: usize, values: impl Iterator<Item = f32>) {
-        let (p, lane) = (j / PANEL, j % PANEL);
-        let panel = &mut self.data[p * self.depth * PANEL..(p + 1) * self.depth * PANEL];
-        for (slot, v) in panel[lane..].iter_mut().step_by(PANEL).zip(values) {
-            *slot = v;
         }
     }
 
@@ -174,21 +186,16 @@ impl Packed {
         self.cols
     }
 
-    /// The panels, as [`gemm`] reads them.
-    fn panels(&self) -> Vec<Contiguous<'_>> {
-        if self.depth == 0 {
-            return Vec::new();
-        }
-        self.data
-            .chunks_exact(self.depth * PANEL)
-            .map(Contiguous)
-            .collect()
+    /// Whether the elements are stored in f16.
+    #[cfg(test)]
+    fn is_f16(&self) -> bool {
+        matches!(self.data, Storage::F16(_))
     }
 }
 
 /// Rows of one panel: row `kk` holds columns `16 p .. 16 p + 16` of row `kk` of `W`.
 trait Panel: Copy {
-    fn row(&self, kk: usize) -> &[f32; PANEL];
+    fn row(&self, kk: usize) -> [f32; PANEL];
 }
 
 /// A panel of a [`Packed`] matrix: `depth x PANEL` contiguous floats.
@@ -197,10 +204,23 @@ struct Contiguous<'a>(&'a [f32]);
 
 impl Panel for Contiguous<'_> {
     #[inline(always)]
-    fn row(&self, kk: usize) -> &[f32; PANEL] {
+    fn row(&self, kk: usize) -> [f32; PANEL] {
         self.0[kk * PANEL..(kk + 1) * PANEL]
             .try_into()
             .expect("PANEL floats")
+    }
+}
+
+/// A panel of a [`Packed`] matrix stored in f16, widened row by row as it is read.
+#[derive(Clone, Copy)]
+struct Half<'a>(&'a [f16]);
+
+impl Panel for Half<'_> {
+    #[inline(always)]
+    fn row(&self, kk: usize) -> [f32; PANEL] {
+        let mut row = [0.0; PANEL];
+        self.0[kk * PANEL..(kk + 1) * PANEL].convert_to_f32_slice(&mut row);
+        row
     }
 }
 
@@ -213,7 +233,7 @@ struct Strided<'a> {
 
 impl Panel for Strided<'_> {
     #[inline(always)]
-    fn row(&self, kk: usize) -> &[f32; PANEL] {
+    fn row(&self, kk: usize) -> [f32; PANEL] {
         self.rows[kk][self.offset..self.offset + PANEL]
             .try_into()
             .expect("PANEL floats")
@@ -236,8 +256,31 @@ pub(crate) fn gemm(
     panels: std::ops::Range<usize>,
     store: &mut impl Store,
 ) {
-    let all = w.panels();
-    run(x, &all[panels], w.depth(), store);
+    let size = w.depth * PANEL;
+    if x.is_empty() {
+        return;
+    }
+    if size == 0 {
+        return run(x, &vec![Contiguous(&[]); panels.len()], 0, store);
+    }
+    match &w.data {
+        Storage::F32(data) => {
+            let all: Vec<Contiguous<'_>> = data[panels.start * size..panels.end * size]
+                .chunks_exact(size)
+                .map(Contiguous)
+                .collect();
+            run(x, &all, w.depth, store);
+        }
+        Storage::F16(data) => {
+            // Every tile widens the weights it reads (the first from memory, the others
+            // from cache): cheaper than widening each group once into a buffer.
+            let all: Vec<Half<'_>> = data[panels.start * size..panels.end * size]
+                .chunks_exact(size)
+                .map(Half)
+                .collect();
+            run(x, &all, w.depth, store);
+        }
+    }
 }
 
 /// `X W` for `W` given as its panels: `panels[p]` holds columns `PANEL p .. PANEL (p + 1)`,
@@ -282,41 +325,63 @@ const WIDE: usize = 4;
 /// 2 rows against 4 or 2 panels at once so that they still keep 8 independent
 /// accumulators. (A `3 x 2` tile compiled to scalar code.)
 fn run<P: Panel>(x: &[&[f32]], panels: &[P], depth: usize, store: &mut impl Store) {
+    for (g, group) in panels.chunks(WIDE).enumerate() {
+        run_group(x, group, g * WIDE, depth, store);
+    }
+}
+
+/// One group of at most [`WIDE`] panels (numbered from `first`), as [`run`] describes.
+fn run_group<P: Panel>(
+    x: &[&[f32]],
+    group: &[P],
+    first: usize,
+    depth: usize,
+    store: &mut impl Store,
+) {
     if x.is_empty() {
         return;
     }
-    for (g, group) in panels.chunks(WIDE).enumerate() {
-        let first = g * WIDE;
-        let rows = match <[P; WIDE]>::try_from(group) {
-            Ok(wide) => {
-                tile::<1, WIDE, P>(x, 0, wide, first, depth, store);
-                1..x.len()
-            }
-            Err(_) => 0..x.len(),
-        };
-        let full = rows.start + rows.len() / TALL * TALL;
-        for (p, &panel) in group.iter().enumerate() {
-            for i in (rows.start..full).step_by(TALL) {
-                tile::<TALL, 1, P>(x, i, [panel], first + p, depth, store);
-            }
+    match <[P; WIDE]>::try_from(group) {
+        Ok(wide) => {
+            tile::<1, WIDE, P>(x, 0, wide, first, depth, store);
+            run_rows(x, 1, group, first, depth, store);
         }
-        match (x.len() - full, <[P; WIDE]>::try_from(group)) {
-            (0, _) => {}
-            (1, Ok(wide)) => tile::<1, WIDE, P>(x, full, wide, first, depth, store),
-            (2, Ok([a, b, c, d])) => {
-                tile::<2, 2, P>(x, full, [a, b], first, depth, store);
-                tile::<2, 2, P>(x, full, [c, d], first + 2, depth, store);
-            }
-            (rest, _) => {
-                for (p, &panel) in group.iter().enumerate() {
-                    let p = first + p;
-                    match rest {
-                        1 => tile::<1, 1, P>(x, full, [panel], p, depth, store),
-                        2 => tile::<2, 1, P>(x, full, [panel], p, depth, store),
-                        3 => tile::<3, 1, P>(x, full, [panel], p, depth, store),
-                        4 => tile::<4, 1, P>(x, full, [panel], p, depth, store),
-                        _ => tile::<5, 1, P>(x, full, [panel], p, depth, store),
-                    }
+        Err(_) => run_rows(x, 0, group, first, depth, store),
+    }
+}
+
+/// The rows from `start` on against the panels `group` (numbered from `first`): [`TALL`]
+/// at a time, then the last few.
+fn run_rows<P: Panel>(
+    x: &[&[f32]],
+    start: usize,
+    group: &[P],
+    first: usize,
+    depth: usize,
+    store: &mut impl Store,
+) {
+    let full = start + (x.len().max(start) - start) / TALL * TALL;
+    for (p, &panel) in group.iter().enumerate() {
+        for i in (start..full).step_by(TALL) {
+            tile::<TALL, 1, P>(x, i, [panel], first + p, depth, store);
+        }
+    }
+    match (x.len().max(full) - full, <[P; WIDE]>::try_from(group)) {
+        (0, _) => {}
+        (1, Ok(wide)) => tile::<1, WIDE, P>(x, full, wide, first, depth, store),
+        (2, Ok([a, b, c, d])) => {
+            tile::<2, 2, P>(x, full, [a, b], first, depth, store);
+            tile::<2, 2, P>(x, full, [c, d], first + 2, depth, store);
+        }
+        (rest, _) => {
+            for (p, &panel) in group.iter().enumerate() {
+                let p = first + p;
+                match rest {
+                    1 => tile::<1, 1, P>(x, full, [panel], p, depth, store),
+                    2 => tile::<2, 1, P>(x, full, [panel], p, depth, store),
+                    3 => tile::<3, 1, P>(x, full, [panel], p, depth, store),
+                    4 => tile::<4, 1, P>(x, full, [panel], p, depth, store),
+                    _ => tile::<5, 1, P>(x, full, [panel], p, depth, store),
                 }
             }
         }
@@ -346,7 +411,8 @@ fn tile<const R: usize, const NP: usize, P: Panel>(
     for kk in 0..depth {
         let xs: [f32; R] = std::array::from_fn(|r| rows[r][kk]);
         for p in 0..NP {
-            let (low, high) = panels[p].row(kk).split_at(8);
+            let row = panels[p].row(kk);
+            let (low, high) = row.split_at(8);
             let halves: [&[f32; 8]; 2] = [
                 low.try_into().expect("8 floats"),
                 high.try_into().expect("8 floats"),
@@ -389,10 +455,13 @@ pub(crate) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 /// with `|r| <= ln 2 / 2`, then `2^n` times a degree-7 polynomial in `r` (Cephes `expf`).
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer (ties to even).
+    // Adding 1.5 * 2^23 rounds to the nearest integer n (ties to even) and leaves n in the
+    // low bits of the sum, from which 2^n is built with integer operations (an `as`
+    // conversion would not vectorise).
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = mul_add(n, -0.693_359_4, x);
     let r = mul_add(n, 2.121_944_4e-4, r);
     let mut p = 1.987_569_1e-4;
@@ -406,7 +475,11 @@ pub(crate) fn exp(x: f32) -> f32 {
         p = mul_add(p, r, c);
     }
     let p = mul_add(p, r * r, r) + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let exponent = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(exponent << 23)
 }
 
 /// SiLU (`x * sigmoid(x)`).
@@ -539,7 +612,10 @@ mod tests {
             });
             assert_eq!(by_rows, full);
             // The same panels handed over one by one.
-            let panels: Vec<&[f32]> = packed.panels().iter().map(|p| p.0).collect();
+            let Storage::F32(data) = &packed.data else {
+                panic!("these weights are not f16 values")
+            };
+            let panels: Vec<&[f32]> = data.chunks_exact(k * PANEL).collect();
             let mut by_panels = Array2::from_elem((m, n), f32::NAN);
             gemm_panels(&rows, &panels, k, &mut |i, j, v: &[f32; PANEL]| {
                 for (c, &v) in v.iter().enumerate().take(n.saturating_sub(j)) {
@@ -548,6 +624,51 @@ mod tests {
             });
             assert_eq!(by_panels, full);
         }
+    }
+
+    #[test]
+    fn f16_weights_give_the_same_bits_as_f32_ones() {
+        for (m, k, n) in [(1, 40, 70), (7, 384, 100), (13, 20, 16)] {
+            let x = Array2::from_shape_fn((m, k), |(i, j)| pseudo(i * k + j));
+            let w = Array2::from_shape_fn((n, k), |(i, j)| {
+                half::f16::from_f32(pseudo(3 + i * k + j * 7) * 1.7).to_f32()
+            });
+            let half = Packed::from_out_in(w.view());
+            assert!(half.is_f16());
+            let Storage::F16(data) = &half.data else {
+                unreachable!()
+            };
+            let single = Packed {
+                data: Storage::F32(data.iter().map(|v| v.to_f32()).collect()),
+                depth: k,
+                cols: n,
+            };
+            let rows: Vec<&[f32]> = x
+                .rows()
+                .into_iter()
+                .map(|r| r.to_slice().unwrap())
+                .collect();
+            for panels in [0..n.div_ceil(PANEL), 1..n.div_ceil(PANEL)] {
+                let cols = (panels.len() * PANEL).min(n - panels.start * PANEL);
+                let mut results = [0, 1].map(|_| Array2::from_elem((m, cols), f32::NAN));
+                for (packed, out) in [&half, &single].into_iter().zip(&mut results) {
+                    gemm(
+                        &rows,
+                        packed,
+                        panels.clone(),
+                        &mut |i, j, v: &[f32; PANEL]| {
+                            for (c, &v) in v.iter().enumerate().take(cols.saturating_sub(j)) {
+                                out[[i, j + c]] = v;
+                            }
+                        },
+                    );
+                }
+                assert_eq!(results[0], results[1]);
+                assert!(results[0].iter().all(|v| v.is_finite()));
+            }
+        }
+        let w = Array2::from_shape_fn((3, 5), |(i, j)| pseudo(i * 5 + j));
+        assert!(!Packed::from_out_in(w.view()).is_f16());
     }
 
     #[test]

@@ -160,7 +160,7 @@ proptest! {
     /// The same property on a model shaped like the real ones where the tiny one is not:
     /// head width 16 (value rows read in place), three query heads per key/value head,
     /// contexts over 64 rows (key panels in groups of four), trees of more than 16 nodes
-    /// (several query blocks), an FFN of 5 panels.
+    /// (several query blocks), an FFN of 5 panels, f16 weights.
     #[test]
     fn logits_depend_only_on_the_path_with_real_shapes(
         context in prop::collection::vec(0..37u32, 0..90),
@@ -169,7 +169,8 @@ proptest! {
         nodes in prop::collection::vec(node(), 0..40),
     ) {
         let config = llama_cpu::LlamaConfig::new(37, 96, 80, 2, 6, 2, 256);
-        let bytes = to_safetensors(&random_tensors(&config, 5), safetensors::Dtype::F32);
+        // Half-precision weights, as real checkpoints have (kept in f16 by the model).
+        let bytes = to_safetensors(&random_tensors(&config, 5), safetensors::Dtype::F16);
         let model = Llama::from_safetensors(config, &bytes).unwrap();
         let tree = build_tree(root, &nodes);
 
