@@ -1,8 +1,8 @@
 //! Decodes a prompt with the real model and a strategy, streaming the text as it is verified.
 //!
 //! ```text
-//! cargo run --release --example generate -- "def fibonacci(n):"
-//! cargo run --release --example generate -- --strategy greedy --max-new-tokens 200 \
+//! cargo run --release --features text --example generate -- "def fibonacci(n):"
+//! cargo run --release --features text --example generate -- --strategy greedy --max-new-tokens 200 \
 //!     --temperature 0.8 --top-p 0.95 --seed 7 "import numpy as np"
 //! ```
 //!
