@@ -129,6 +129,23 @@ pub(crate) struct DynamicSearch {
     spans: Vec<(usize, usize)>,
     boosted: Vec<u32>,
     offers: u32,
+    heads_paid: usize,
+}
+
+/// Cost-aware sizing: the forward cost by tree size and the cost of evaluating one head, in
+/// the same unit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizing<'a> {
+    pub(crate) cost: &'a decoding_core::CostCurve,
+    pub(crate) head_cost: f64,
+}
+
+impl Sizing<'_> {
+    /// Expected tokens per unit of cost of a step with `nodes` nodes, `expected` tokens and
+    /// `heads` heads evaluated.
+    pub(crate) fn value(&self, nodes: usize, expected: f64, heads: usize) -> f64 {
+        expected / (self.cost.cost(nodes) + self.head_cost * heads as f64)
+    }
 }
 
 impl DynamicSearch {
@@ -137,6 +154,11 @@ impl DynamicSearch {
     /// Returns whether the search wanted a deeper head than `heads` holds: the caller may then
     /// evaluate the next head and search again (the result only changes if it was wanted), so
     /// heads that no chosen path reaches are never evaluated.
+    ///
+    /// With `sizing`, a node whose children would need a head no expanded node needed so far
+    /// is left unexpanded unless some number of further nodes no better than it could raise
+    /// the expected tokens per unit of cost (forward and heads) above the best so far.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         &mut self,
         heads: &[RankedHead],
@@ -144,6 +166,7 @@ impl DynamicSearch {
         budget: usize,
         min_score: f32,
         prior: Option<PriorView<'_>>,
+        sizing: Option<Sizing<'_>>,
         out: &mut Vec<DynamicNode>,
     ) -> bool {
         out.clear();
@@ -160,10 +183,14 @@ impl DynamicSearch {
         });
         let mut wanted_deeper = false;
         wanted_deeper |= self.expand(0, heads, budget, min_score, prior, out);
+        self.heads_paid = 1;
+        let mut expected = 1.0f64;
+        let mut best = sizing.map_or(0.0, |z| z.value(1, expected, 1));
         while out.len() < budget {
             let Some(f) = self.heap.pop() else {
                 break;
             };
+            expected += f64::from(f.score);
             let (start, _) = self.spans[f.parent];
             let rank = self.pool[start + f.child].1 as usize;
             let depth = out[f.parent].depth + 1;
@@ -175,9 +202,29 @@ impl DynamicSearch {
                 score: f.score,
             });
             self.offer(f.parent, f.child + 1, out, min_score);
-            wanted_deeper |= self.expand(out.len() - 1, heads, budget, min_score, prior, out);
+            let n = out.len();
+            if let Some(z) = sizing {
+                best = best.max(z.value(n, expected, self.heads_paid));
+                if depth + 1 > self.heads_paid {
+                    let worth = (1..=budget - n).any(|m| {
+                        let more = expected + m as f64 * f64::from(f.score);
+                        z.value(n + m, more, depth + 1) > best
+                    });
+                    if !worth {
+                        self.spans.push((self.pool.len(), 0));
+                        continue;
+                    }
+                }
+            }
+            self.heads_paid = self.heads_paid.max(depth + 1);
+            wanted_deeper |= self.expand(n - 1, heads, budget, min_score, prior, out);
         }
         wanted_deeper
+    }
+
+    /// Heads the last search needed (one more than the deepest expanded node).
+    pub(crate) fn heads_paid(&self) -> usize {
+        self.heads_paid
     }
 
     /// Lists the children of the newly taken `node` and offers the first; returns whether
@@ -277,13 +324,14 @@ impl DynamicSearch {
 }
 
 /// The number of nodes (root included) of the best-first list `nodes` that maximises the
-/// expected tokens per unit of cost, `(1 + sum of the kept scores) / cost(n)`.
-pub(crate) fn best_size(nodes: &[DynamicNode], cost: &decoding_core::CostCurve) -> usize {
+/// expected tokens per unit of cost, `(1 + sum of the kept scores) / cost`, the `heads`
+/// evaluated being paid whatever is kept.
+pub(crate) fn best_size(nodes: &[DynamicNode], sizing: Sizing<'_>, heads: usize) -> usize {
     let mut expected = 1.0f64;
-    let mut best = (1.0 / cost.cost(1), 1);
+    let mut best = (sizing.value(1, expected, heads), 1);
     for (i, node) in nodes.iter().enumerate().skip(1) {
         expected += f64::from(node.score);
-        let value = expected / cost.cost(i + 1);
+        let value = sizing.value(i + 1, expected, heads);
         if value > best.0 {
             best = (value, i + 1);
         }
@@ -340,7 +388,8 @@ mod tests {
         prior: Option<PriorView<'_>>,
     ) -> (Vec<DynamicNode>, bool) {
         let mut out = Vec::new();
-        let deeper = DynamicSearch::default().build(heads, 0, budget, min_score, prior, &mut out);
+        let deeper =
+            DynamicSearch::default().build(heads, 0, budget, min_score, prior, None, &mut out);
         (out, deeper)
     }
 
@@ -502,13 +551,26 @@ mod tests {
         };
         let nodes = [node(1.0), node(0.9), node(0.5), node(0.1)];
         // Flat cost: keep everything; steep cost: keep what pays for itself.
-        let flat = decoding_core::CostCurve::linear(1.0, 0.0).unwrap();
-        assert_eq!(best_size(&nodes, &flat), 4);
-        let steep = decoding_core::CostCurve::linear(1.0, 0.3).unwrap();
+        let size = |cost: &decoding_core::CostCurve| {
+            let sizing = Sizing {
+                cost,
+                head_cost: 0.0,
+            };
+            best_size(&nodes, sizing, 1)
+        };
+        assert_eq!(
+            size(&decoding_core::CostCurve::linear(1.0, 0.0).unwrap()),
+            4
+        );
         // (1) / 1.3 = .77, (1.9) / 1.6 = 1.19, (2.4) / 1.9 = 1.26, (2.5) / 2.2 = 1.14
-        assert_eq!(best_size(&nodes, &steep), 3);
-        let prohibitive = decoding_core::CostCurve::linear(1.0, 10.0).unwrap();
-        assert_eq!(best_size(&nodes, &prohibitive), 1);
+        assert_eq!(
+            size(&decoding_core::CostCurve::linear(1.0, 0.3).unwrap()),
+            3
+        );
+        assert_eq!(
+            size(&decoding_core::CostCurve::linear(1.0, 10.0).unwrap()),
+            1
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::candidates::CandidateTree;
 use crate::context::{ContextPrior, Successors};
 use crate::error::MedusaError;
 use crate::heads::{HeadScratch, MedusaHeads};
-use crate::ranking::{DynamicNode, DynamicSearch, PriorView, RankedHead, best_size};
+use crate::ranking::{DynamicNode, DynamicSearch, PriorView, RankedHead, Sizing, best_size};
 use crate::stats::MedusaStats;
 use crate::typical::TypicalAcceptance;
 
@@ -118,6 +118,7 @@ pub struct DynamicTree {
     max_nodes: Option<usize>,
     min_score: f32,
     cost: Option<CostCurve>,
+    head_cost: f64,
     prior: Option<ContextPrior>,
 }
 
@@ -134,6 +135,7 @@ impl DynamicTree {
             max_nodes: None,
             min_score: 0.0,
             cost: None,
+            head_cost: 0.0,
             prior: None,
         }
     }
@@ -169,6 +171,24 @@ impl DynamicTree {
     pub fn with_cost(mut self, cost: CostCurve) -> Self {
         self.cost = Some(cost);
         self
+    }
+
+    /// The cost of evaluating one head, in the unit of the cost curve (for heads run by the
+    /// library on a CPU, a sizeable fraction of a single-node forward): with it, a
+    /// cost-sized tree only reaches a depth whose head pays for itself. At least 0.
+    pub fn with_head_cost(mut self, head_cost: f64) -> Result<Self, MedusaError> {
+        if !(head_cost.is_finite() && head_cost >= 0.0) {
+            return Err(MedusaError::config(format!(
+                "head_cost must be finite and >= 0, got {head_cost}"
+            )));
+        }
+        self.head_cost = head_cost;
+        Ok(self)
+    }
+
+    /// The cost of one head, in the unit of the cost curve.
+    pub fn head_cost(&self) -> f64 {
+        self.head_cost
     }
 
     /// Re-weights candidates by the context prior (see [`ContextPrior`]): a candidate that
@@ -431,12 +451,17 @@ impl Medusa {
                 prior,
                 successors: &self.successors,
             });
+            let sizing = policy.cost.as_ref().map(|cost| Sizing {
+                cost,
+                head_cost: policy.head_cost,
+            });
             let wants_deeper = self.search.build(
                 &self.ranked[..ranked],
                 ctx.pending(),
                 budget,
                 policy.min_score,
                 prior,
+                sizing,
                 &mut self.dynamic,
             );
             if !wants_deeper || ranked == depth {
@@ -446,7 +471,11 @@ impl Medusa {
             ranked += 1;
         }
         if let Some(cost) = &policy.cost {
-            let keep = best_size(&self.dynamic, cost);
+            let sizing = Sizing {
+                cost,
+                head_cost: policy.head_cost,
+            };
+            let keep = best_size(&self.dynamic, sizing, self.search.heads_paid().min(ranked));
             self.dynamic.truncate(keep);
         }
         self.placed.clear();
