@@ -12,7 +12,7 @@
 //! | [`jacobi`] | Jacobi (fixed-point) decoding |
 //! | [`lookahead`] | lookahead decoding (Fu et al., 2024) |
 //! | [`medusa`] | Medusa heads and tree verification (Cai et al., 2024) |
-//! | [`reference`] | inference with reference (LLMA), prompt lookup, suffix-automaton drafting |
+//! | [`mod@reference`] | inference with reference (LLMA), prompt lookup, suffix-automaton drafting |
 //! | [`llama_cpu`] | a CPU LLaMA implementation of the model contract |
 //!
 //! [`spec`] parses strategy specifications such as `lookahead:w=15,n=5,g=15`.
