@@ -31,7 +31,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming};
+use decoding_core::{
+    CostCurve, DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming,
+};
 use llama_cpu::Llama;
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
@@ -79,6 +81,10 @@ struct Args {
     /// Threads per forward pass (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Before decoding, measure the model's forward cost by tree size (1 to 64 nodes over
+    /// the first prompt): what `cost=auto` and plain `composite` use.
+    #[arg(long)]
+    measure_cost: bool,
     /// Instead of decoding, print the cost of one forward over k = 1, 2, 4, ..., 128 nodes
     /// on top of a 512-token cache, as a ratio to k = 1.
     #[arg(long)]
@@ -106,10 +112,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Some(eval_data::load_expected(path)?),
         None => None,
     };
-    let env = SpecEnv {
-        vocab_size: model.vocab_size(),
-        model_dir: Some(&args.model),
+    let measured = if args.measure_cost {
+        let curve = measure_cost(&mut model, &cases[0].prompt_ids)?;
+        println!("cost curve: {}", describe_curve(&curve));
+        Some(curve)
+    } else {
+        None
     };
+    let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.model);
+    if let Some(curve) = &measured {
+        env = env.with_cost_curve(curve);
+    }
     let factory = spec::parse(&args.strategy, &env)?;
     let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
     println!("strategy: {}", factory.describe());
@@ -247,6 +260,27 @@ fn explain_difference(
         row[ours as usize] - row[theirs as usize]
     );
     Ok(())
+}
+
+/// The model's forward cost for chains of 1 to 64 nodes over a 512-token context (the
+/// first prompt, repeated): the median of several runs per size.
+fn measure_cost(
+    model: &mut Llama,
+    prompt: &[u32],
+) -> Result<CostCurve, Box<dyn std::error::Error>> {
+    let context: Vec<u32> = prompt.iter().copied().cycle().take(512).collect();
+    let sizes = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+    Ok(CostCurve::measure(model, &context, &sizes, 15)?)
+}
+
+/// `k:relative cost/...`, the form the `cost` option takes.
+fn describe_curve(curve: &CostCurve) -> String {
+    let points: Vec<String> = curve
+        .points()
+        .iter()
+        .map(|&(k, _)| format!("{k}:{:.2}", curve.relative(k)))
+        .collect();
+    points.join("/")
 }
 
 /// Times one forward over trees of k = 1, 2, 4, ..., 128 nodes on top of a 512-token cache:

@@ -63,10 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .get_ids()
         .to_vec();
 
-    let env = SpecEnv {
-        vocab_size: model.vocab_size(),
-        model_dir: Some(&args.model),
-    };
+    let env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.model);
     let factory = spec::parse(&args.strategy, &env)?;
     let strategy = factory.build(&CaseInputs {
         prompt: &prompt,

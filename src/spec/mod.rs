@@ -8,7 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use decoding_core::{Strategy, Token};
+use decoding_core::{CostCurve, Strategy, Token};
+
+mod composite;
+
+pub use composite::{COMPOSITE_SOURCES, COMPOSITE_SOURCES_WITH_HEADS};
 
 /// A malformed or unknown specification.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +48,53 @@ pub enum SpecError {
 }
 
 /// Strategy names [`parse`] knows.
-pub const KNOWN: &[&str] = &["greedy", "jacobi", "lookahead", "reference", "medusa"];
+pub const KNOWN: &[&str] = &[
+    "greedy",
+    "jacobi",
+    "lookahead",
+    "reference",
+    "medusa",
+    "composite",
+];
 
-/// What a factory may use when it is built: the model's vocabulary and directory.
+/// What a factory may use when it is built: the model's vocabulary, directory and measured
+/// cost curve.
 #[derive(Clone, Copy, Debug)]
 pub struct SpecEnv<'a> {
     /// The model's vocabulary size.
     pub vocab_size: usize,
     /// The model's directory (config, weights, optional Medusa heads), if any.
     pub model_dir: Option<&'a Path>,
+    /// The model's forward cost by tree size, if measured ([`CostCurve::measure`]): what
+    /// `cost=auto` means, and what plain `composite` sizes its trees by.
+    pub cost_curve: Option<&'a CostCurve>,
+}
+
+impl<'a> SpecEnv<'a> {
+    /// An environment with a vocabulary size only (no model directory, no cost curve).
+    pub fn new(vocab_size: usize) -> Self {
+        Self {
+            vocab_size,
+            model_dir: None,
+            cost_curve: None,
+        }
+    }
+
+    /// With the model's directory.
+    pub fn with_model_dir(self, dir: &'a Path) -> Self {
+        Self {
+            model_dir: Some(dir),
+            ..self
+        }
+    }
+
+    /// With the model's measured cost curve.
+    pub fn with_cost_curve(self, curve: &'a CostCurve) -> Self {
+        Self {
+            cost_curve: Some(curve),
+            ..self
+        }
+    }
 }
 
 /// What a strategy may read about one sequence before decoding it.
@@ -157,7 +199,6 @@ impl SpecOptions {
 
 /// Parses a specification into a factory.
 pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, SpecError> {
-    let _ = env;
     let (name, options) = SpecOptions::split(spec)?;
     match name.as_str() {
         "greedy" | "plain" => {
@@ -166,8 +207,9 @@ pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, 
         }
         "jacobi" => Ok(Box::new(JacobiFactory::parse(options)?)),
         "lookahead" => Ok(Box::new(LookaheadFactory::parse(options)?)),
-        "reference" => Ok(Box::new(ReferenceFactory::parse(options)?)),
+        "reference" => Ok(Box::new(ReferenceFactory::parse(options, env)?)),
         "medusa" => Ok(Box::new(MedusaFactory::parse(options, env)?)),
+        "composite" => Ok(Box::new(composite::CompositeFactory::parse(options, env)?)),
         _ => Err(SpecError::UnknownStrategy(name)),
     }
 }
@@ -312,7 +354,7 @@ struct ReferenceFactory {
 }
 
 impl ReferenceFactory {
-    fn parse(mut options: SpecOptions) -> Result<Self, SpecError> {
+    fn parse(mut options: SpecOptions, env: &SpecEnv<'_>) -> Result<Self, SpecError> {
         let mode = match options.get("mode").as_deref() {
             None | Some("suffix") => reference::Mode::Suffix,
             Some("llma") => reference::Mode::Llma,
@@ -342,18 +384,38 @@ impl ReferenceFactory {
         c.references = options.parse_or("refs", c.references)?;
         c.context = options.parse_or("context", c.context)?;
         if let Some(raw) = options.get("cost") {
-            c.cost = Some(
-                parse_cost_curve(&raw).map_err(|message| SpecError::BadValue {
-                    key: "cost".to_string(),
-                    message,
-                })?,
-            );
+            c.cost = Some(cost_option(&raw, env)?);
         }
         options.finish()?;
         c.validate()
             .map_err(|e| SpecError::Decode(decoding_core::DecodeError::from(e)))?;
         Ok(Self { config: c })
     }
+}
+
+/// The `cost` option: `auto` (the environment's measured curve) or a curve written
+/// `k:cost/k:cost/...`.
+fn cost_option(raw: &str, env: &SpecEnv<'_>) -> Result<CostCurve, SpecError> {
+    let bad = |message: String| SpecError::BadValue {
+        key: "cost".to_string(),
+        message,
+    };
+    if raw == "auto" {
+        return env.cost_curve.cloned().ok_or_else(|| {
+            bad("`auto` needs a measured cost curve (the eval runner's --measure-cost)".into())
+        });
+    }
+    parse_cost_curve(raw).map_err(bad)
+}
+
+/// A curve written as the `cost` option takes it, `k:cost/k:cost/...`.
+fn cost_text(curve: &CostCurve) -> String {
+    let points: Vec<String> = curve
+        .points()
+        .iter()
+        .map(|(k, t)| format!("{k}:{}", t / curve.cost(1)))
+        .collect();
+    points.join("/")
 }
 
 /// A cost curve written `k:cost/k:cost/...` (forward cost of `k` tree nodes, any unit).
@@ -391,12 +453,7 @@ impl StrategyFactory for ReferenceFactory {
             c.periodic, c.references, c.context
         );
         if let Some(curve) = &c.cost {
-            let points: Vec<String> = curve
-                .points()
-                .iter()
-                .map(|(k, t)| format!("{k}:{t}"))
-                .collect();
-            out += &format!(",cost={}", points.join("/"));
+            out += &format!(",cost={}", cost_text(curve));
         }
         out
     }
@@ -409,7 +466,7 @@ impl StrategyFactory for ReferenceFactory {
     }
 }
 
-/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,context=on|off|SEEN:UNSEEN,accept=greedy|typical,epsilon=E,delta=D,min_score=S,cost=CURVE,weights=f32|bf16,heads=FILE,acc=FILE]`:
+/// `medusa[:tree=dynamic[:N]|mc_sim_7b_63|sparse:N|cartesian:K1xK2x...,context=on|off|SEEN:UNSEEN,accept=greedy|typical,epsilon=E,delta=D,min_score=S,cost=CURVE,weights=exact|bf16,heads=FILE|engine:N,acc=FILE]`:
 /// Medusa heads (default `MODEL_DIR/medusa_heads.safetensors`, loaded once and shared by
 /// every case) run by the library on the model's hidden states. `tree` (default `dynamic`):
 /// `dynamic` picks each step's tree from the heads' probabilities, up to `N` nodes or the
@@ -422,10 +479,13 @@ impl StrategyFactory for ReferenceFactory {
 /// rank accuracies (`acc`, default `MODEL_DIR/medusa_topk_acc_heldout.json`); `cartesian:3x2`
 /// the product of each head's top candidates. `accept=greedy` is exact verification (also
 /// lossless under sampling); `accept=typical` is the paper's typical acceptance, LOSSY under
-/// sampling (`epsilon` = 0.09, `delta` = 0.3). `weights=bf16` stores the heads' output
-/// projections in bfloat16 (about twice as fast to evaluate on a CPU; drafts only).
+/// sampling (`epsilon` = 0.09, `delta` = 0.3). `weights=exact` (default) keeps the heads'
+/// weights as the file has them (f16 stays f16), `weights=bf16` stores the output
+/// projections in bfloat16 (faster to evaluate from f32 files; drafts only). `heads=engine:N`
+/// takes `N` heads' logits from the model itself ([`decoding_core::HeadLogits`]) instead of
+/// a weights file.
 struct MedusaFactory {
-    heads: std::sync::Arc<medusa::MedusaHeads>,
+    source: medusa::HeadSource,
     config: medusa::MedusaConfig,
     description: String,
 }
@@ -444,39 +504,70 @@ impl MedusaFactory {
         let epsilon: Option<f64> = parse_optional(&mut options, "epsilon")?;
         let delta: Option<f64> = parse_optional(&mut options, "delta")?;
         let min_score: Option<f32> = parse_optional(&mut options, "min_score")?;
-        let cost = options.get("cost");
+        let cost = options
+            .get("cost")
+            .map(|raw| cost_option(&raw, env))
+            .transpose()?;
         let context = options.get("context");
         let bf16 = match options.get("weights").as_deref() {
-            None | Some("f32") => false,
+            None | Some("exact" | "f32") => false,
             Some("bf16") => true,
             Some(other) => {
-                return Err(bad("weights", format!("`{other}`: expected f32 or bf16")));
+                return Err(bad("weights", format!("`{other}`: expected exact or bf16")));
             }
         };
-        let heads_path = options
-            .get("heads")
-            .map(std::path::PathBuf::from)
-            .or_else(|| in_model_dir("medusa_heads.safetensors"))
-            .ok_or_else(|| SpecError::Unavailable("medusa needs a model directory holding medusa_heads.safetensors, or heads=FILE".to_string()))?;
+        let heads = options.get("heads");
         let acc_path = options
             .get("acc")
             .map(std::path::PathBuf::from)
             .or_else(|| in_model_dir("medusa_topk_acc_heldout.json"));
         options.finish()?;
-        let heads = medusa::MedusaHeads::load(&heads_path)
-            .map_err(|e| SpecError::Unavailable(format!("{}: {e}", heads_path.display())))?;
-        if heads.vocab_size() != env.vocab_size {
-            return Err(SpecError::Unavailable(format!(
-                "{}: the heads predict {} tokens, the model has {}",
-                heads_path.display(),
-                heads.vocab_size(),
-                env.vocab_size
-            )));
-        }
+        let engine_heads = match heads.as_deref().map(|h| h.split_once(':')) {
+            Some(Some(("engine", n))) => Some(n.parse::<usize>().map_err(|e| {
+                bad(
+                    "heads",
+                    format!("`engine:{n}`: expected engine:NUM_HEADS: {e}"),
+                )
+            })?),
+            _ => None,
+        };
+        let source = match engine_heads {
+            Some(num_heads) => {
+                if bf16 {
+                    return Err(bad(
+                        "weights",
+                        "engine heads hold their own weights".to_string(),
+                    ));
+                }
+                medusa::HeadSource::Engine { num_heads }
+            }
+            None => {
+                let heads_path = heads
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| in_model_dir("medusa_heads.safetensors"))
+                    .ok_or_else(|| SpecError::Unavailable("medusa needs a model directory holding medusa_heads.safetensors, heads=FILE or heads=engine:N".to_string()))?;
+                let heads = medusa::MedusaHeads::load(&heads_path).map_err(|e| {
+                    SpecError::Unavailable(format!("{}: {e}", heads_path.display()))
+                })?;
+                if heads.vocab_size() != env.vocab_size {
+                    return Err(SpecError::Unavailable(format!(
+                        "{}: the heads predict {} tokens, the model has {}",
+                        heads_path.display(),
+                        heads.vocab_size(),
+                        env.vocab_size
+                    )));
+                }
+                medusa::HeadSource::Library(std::sync::Arc::new(if bf16 {
+                    heads.with_bf16_outputs()
+                } else {
+                    heads
+                }))
+            }
+        };
         let (policy, mut description) = medusa_tree(
             &tree,
             min_score,
-            cost.as_deref(),
+            cost,
             context.as_deref(),
             acc_path.as_deref(),
         )?;
@@ -510,16 +601,16 @@ impl MedusaFactory {
             }
         };
         let config = medusa::MedusaConfig::new(policy).with_acceptance(acceptance);
-        let heads = std::sync::Arc::new(if bf16 {
+        if bf16 {
             description += ",weights=bf16";
-            heads.with_bf16_outputs()
-        } else {
-            heads
-        });
-        medusa::Medusa::new(medusa::HeadSource::Library(heads.clone()), config.clone())
+        }
+        if let Some(n) = engine_heads {
+            description += &format!(",heads=engine:{n}");
+        }
+        medusa::Medusa::new(source.clone(), config.clone())
             .map_err(|e| bad("tree", e.to_string()))?;
         Ok(Self {
-            heads,
+            source,
             config,
             description: format!("medusa:tree={description}"),
         })
@@ -576,7 +667,7 @@ fn parse_context_prior(text: &str) -> Result<Option<medusa::ContextPrior>, SpecE
 fn medusa_tree(
     tree: &str,
     min_score: Option<f32>,
-    cost: Option<&str>,
+    cost: Option<CostCurve>,
     context: Option<&str>,
     acc_path: Option<&Path>,
 ) -> Result<(medusa::TreePolicy, String), SpecError> {
@@ -613,12 +704,8 @@ fn medusa_tree(
             if d.min_score() > 0.0 {
                 text += &format!(",min_score={}", d.min_score());
             }
-            if let Some(cost) = cost {
-                let curve = parse_cost_curve(cost).map_err(|message| SpecError::BadValue {
-                    key: "cost".to_string(),
-                    message,
-                })?;
-                text += &format!(",cost={cost}");
+            if let Some(curve) = cost {
+                text += &format!(",cost={}", cost_text(&curve));
                 d = d.with_cost(curve);
             }
             match parse_context_prior(context.unwrap_or("on"))? {
@@ -672,8 +759,7 @@ impl StrategyFactory for MedusaFactory {
     }
 
     fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
-        let heads = medusa::HeadSource::Library(self.heads.clone());
-        let strategy = medusa::Medusa::new(heads, self.config.clone())
+        let strategy = medusa::Medusa::new(self.source.clone(), self.config.clone())
             .map_err(|e| SpecError::Decode(e.into()))?;
         Ok(Box::new(strategy))
     }
@@ -695,10 +781,7 @@ mod tests {
         assert!(o.parse_or("k", 4usize).is_err());
         assert!(SpecOptions::split("a:k").is_err());
         assert!(SpecOptions::split("a:k=1,k=2").is_err());
-        let env = SpecEnv {
-            vocab_size: 8,
-            model_dir: None,
-        };
+        let env = SpecEnv::new(8);
         assert!(parse("nope", &env).is_err());
         assert!(parse("greedy:x=1", &env).is_err());
         assert!(parse("greedy", &env).is_ok());
@@ -707,21 +790,16 @@ mod tests {
     #[test]
     fn medusa_specs() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/pycoder-16m"));
-        let no_dir = SpecEnv {
-            vocab_size: 8192,
-            model_dir: None,
-        };
+        let no_dir = SpecEnv::new(8192);
         assert!(matches!(
             parse("medusa", &no_dir),
             Err(SpecError::Unavailable(_))
         ));
+        assert!(parse("medusa:heads=engine:4", &no_dir).is_ok());
         if !dir.join("medusa_heads.safetensors").exists() {
             return;
         }
-        let env = SpecEnv {
-            vocab_size: 8192,
-            model_dir: Some(dir),
-        };
+        let env = SpecEnv::new(8192).with_model_dir(dir);
         let describe = |spec: &str| parse(spec, &env).map(|f| f.describe());
         assert_eq!(
             describe("medusa").unwrap(),
@@ -735,6 +813,7 @@ mod tests {
             "medusa:tree=dynamic,cost=1:1/8:2.7/64:14.5,context=2/3:0.5",
             "medusa:accept=typical,epsilon=0.2",
             "medusa:weights=bf16",
+            "medusa:heads=engine:3",
         ] {
             assert!(describe(ok).is_ok(), "{ok}");
         }
@@ -747,13 +826,70 @@ mod tests {
             "medusa:context=maybe",
             "medusa:accept=sometimes",
             "medusa:weights=int4",
+            "medusa:heads=engine:x",
+            "medusa:heads=engine:2,weights=bf16",
         ] {
             assert!(describe(bad).is_err(), "{bad}");
         }
-        let wrong_vocab = SpecEnv {
-            vocab_size: 100,
-            model_dir: Some(dir),
-        };
+        let wrong_vocab = SpecEnv::new(100).with_model_dir(dir);
         assert!(parse("medusa", &wrong_vocab).is_err());
+    }
+
+    #[test]
+    fn composite_specs() {
+        let curve = CostCurve::new(vec![(1, 1.0), (2, 1.5), (8, 3.5)]).unwrap();
+        let env = SpecEnv::new(8192);
+        let measured = env.with_cost_curve(&curve);
+        let describe = |spec: &str, env: &SpecEnv<'_>| parse(spec, env).map(|f| f.describe());
+        let plain = describe("composite", &env).unwrap();
+        assert!(
+            plain.starts_with("composite:sources=reference:mode=suffix;"),
+            "{plain}"
+        );
+        assert!(plain.contains("+lookahead:w=5;n=3;g=5;"), "{plain}");
+        assert!(plain.ends_with(",budget=fixed"), "{plain}");
+        // The normalised description parses back to itself.
+        assert_eq!(describe(&plain, &env).unwrap(), plain);
+        // With a measured curve, plain composite sizes trees by it.
+        let costed = describe("composite", &measured).unwrap();
+        assert!(
+            costed.ends_with(",budget=cost,cost=1:1/2:1.5/8:3.5"),
+            "{costed}"
+        );
+        assert!(
+            describe("composite:budget=fixed", &measured)
+                .unwrap()
+                .ends_with("budget=fixed")
+        );
+        let given = describe("composite:sources=jacobi:k=4+reference,cost=1:2/4:4", &env).unwrap();
+        assert!(
+            given.starts_with("composite:sources=jacobi:k=4;"),
+            "{given}"
+        );
+        assert!(given.ends_with(",budget=cost,cost=1:1/4:2"), "{given}");
+        let strategy = parse("composite:sources=jacobi:k=3+reference", &env)
+            .unwrap()
+            .build(&CaseInputs {
+                prompt: &[1, 2, 3],
+                references: &[],
+            })
+            .unwrap();
+        assert_eq!(strategy.name(), "composite");
+        for bad in [
+            "composite:budget=cost",
+            "composite:cost=auto",
+            "composite:budget=fixed,cost=1:1/2:2",
+            "composite:budget=sometimes",
+            "composite:sources=composite",
+            "composite:sources=reference+nope",
+            "composite:sources=lookahead:w=0",
+            "composite:sources=",
+            "composite:x=1",
+        ] {
+            assert!(describe(bad, &env).is_err(), "{bad}");
+        }
+        assert!(describe("composite:cost=auto", &measured).is_ok());
+        assert!(describe("reference:cost=auto", &env).is_err());
+        assert!(describe("reference:cost=auto", &measured).is_ok());
     }
 }
