@@ -1,86 +1,132 @@
-//! Verification of an arbitrary tree against arbitrary logits. Greedy: the result equals a
-//! brute-force search for the longest argmax path. Sampling (any temperature, top-k, top-p):
-//! the path is a root path of nodes with logits, every accepted token and the bonus have
-//! positive target probability, and the bonus is not a child the verifier should have taken.
+//! Greedy verification of an arbitrary tree against arbitrary logits (ties, `-inf`, `+inf`,
+//! NaN), from an arbitrary start node.
+//!
+//! Oracle: plain greedy decoding walked through the tree by path lookup: take the argmax
+//! (first maximum) at the current node, move to the node whose root path is the current path
+//! plus that token if it exists and has logits, otherwise that token is the bonus. The
+//! result must equal it, and equal the brute-force longest path of argmax tokens among all
+//! nodes below the start; a NaN on the walk must be an `InvalidLogits` error for exactly that
+//! row; an invalid start must be an error. Greedy verification draws no randomness, and
+//! sampling with `top_k = 1` (any temperature) must accept the same path.
 #![no_main]
 
-use decoding_core::{Sampling, Token, TokenTree, Verification, argmax, verify_tree};
+use arbitrary::{Result, Unstructured};
+use decoding_core::{DecodeError, NodeId, Sampling, Token, Verification, verify_tree};
 use libfuzzer_sys::fuzz_target;
-use ndarray::Array2;
+use parallel_decoding_fuzz::sampling::{
+    ReplayDraw, arbitrary_logits, favour_children, naive_argmax,
+};
+use parallel_decoding_fuzz::tree::{arbitrary_tree, node_with_path};
 
-/// Replays fuzz bytes as randomness.
-struct Bytes<'a>(&'a [u8], usize);
+fn run(u: &mut Unstructured<'_>) -> Result<()> {
+    let vocab = u.int_in_range(1..=8)?;
+    let tree = arbitrary_tree(u, 24, vocab)?;
+    let specials = u.ratio(1, 6)?;
+    let mut logits = arbitrary_logits(u, tree.logits_rows(), vocab, specials)?;
+    favour_children(u, &tree, &mut logits)?;
+    let logit_nodes: Vec<NodeId> = tree.logits_nodes().collect();
+    let start = if !logit_nodes.is_empty() && u.ratio(7, 8)? {
+        if u.ratio(3, 4)? {
+            logit_nodes[0]
+        } else {
+            *u.choose(&logit_nodes)?
+        }
+    } else {
+        u.int_in_range(0..=tree.len())?
+    };
+    let row = |n: NodeId| logits.row(tree.logits_row(n).unwrap()).to_vec();
 
-impl decoding_core::Draw for Bytes<'_> {
-    fn uniform(&mut self) -> f64 {
-        let b = self.0.get(self.1 % self.0.len().max(1)).copied().unwrap_or(0);
-        self.1 += 1;
-        f64::from(b) / 256.0
+    let mut draw = ReplayDraw::new(&[1234, 40000]);
+    let mut out = Verification {
+        path: vec![5, 6],
+        bonus: 99,
+    };
+    let result = verify_tree(
+        &tree,
+        start,
+        logits.view(),
+        &Sampling::greedy(),
+        &mut draw,
+        &mut Vec::new(),
+        &mut out,
+    );
+    assert!(draw.drawn.is_empty(), "greedy verification drew randomness");
+    if start >= tree.len() || !tree.needs_logits(start) {
+        assert!(result.is_err(), "start {start} is invalid");
+        return Ok(());
     }
+
+    // The oracle: greedy decoding through the tree, nodes found by their token paths.
+    let mut path = vec![start];
+    let mut tokens = tree.path_tokens(start);
+    let bonus: Token = loop {
+        let node = *path.last().unwrap();
+        let Some(next) = naive_argmax(&row(node)) else {
+            let bad = tree.logits_row(node).unwrap();
+            assert!(
+                matches!(result, Err(DecodeError::InvalidLogits { row }) if row == bad),
+                "NaN at row {bad}: {result:?}"
+            );
+            return Ok(());
+        };
+        tokens.push(next);
+        match node_with_path(&tree, &tokens) {
+            Some(child) if tree.needs_logits(child) => path.push(child),
+            _ => break next,
+        }
+    };
+    result.unwrap();
+    assert_eq!((&out.path, out.bonus), (&path, bonus));
+    assert_eq!(out.accepted(), path.len() - 1);
+    assert_eq!(out.last(), *path.last().unwrap());
+
+    // Brute force: the longest path below `start` of argmax tokens through nodes with logits.
+    let mut longest = vec![start];
+    let mut walk = Vec::new();
+    for node in 0..tree.len() {
+        tree.path_to(node, &mut walk);
+        let Some(at) = walk.iter().position(|&n| n == start) else {
+            continue;
+        };
+        let walk = &walk[at..];
+        if walk.iter().all(|&n| tree.needs_logits(n))
+            && walk
+                .windows(2)
+                .all(|w| naive_argmax(&row(w[0])) == Some(tree.token(w[1])))
+            && walk.len() > longest.len()
+        {
+            longest = walk.to_vec();
+        }
+    }
+    assert_eq!(out.path, longest);
+
+    // Sampling restricted to the single best token is greedy decoding.
+    let temperature = f32::from(u.int_in_range(1u8..=30)?) / 10.0;
+    let top_p = if u.arbitrary()? { Some(0.5) } else { None };
+    let top1 = Sampling::new(temperature, Some(1), top_p).unwrap();
+    let all_neg_inf = tree
+        .logits_nodes()
+        .any(|n| row(n).iter().all(|&x| x == f32::NEG_INFINITY));
+    if !all_neg_inf {
+        let mut sampled = Verification::default();
+        let mut draw = ReplayDraw::new(&[0, 65535, 30000]);
+        verify_tree(
+            &tree,
+            start,
+            logits.view(),
+            &top1,
+            &mut draw,
+            &mut Vec::new(),
+            &mut sampled,
+        )
+        .unwrap();
+        assert_eq!(sampled, out, "top-1 sampling differs from greedy");
+        assert_eq!(draw.drawn.len(), path.len(), "one draw per emitted token");
+    }
+    Ok(())
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 8 {
-        return;
-    }
-    let (head, rest) = data.split_at(4);
-    let vocab = usize::from(head[0] % 6) + 1;
-    let nodes = usize::from(head[1] % 16) + 1;
-    let (structure, rest) = rest.split_at(rest.len().min(nodes * 2));
-    let mut tokens: Vec<Token> = vec![0];
-    let mut parents = vec![None];
-    let mut flags = vec![true];
-    for (i, pair) in structure.chunks_exact(2).enumerate() {
-        tokens.push(u32::from(pair[0]) % vocab as u32);
-        parents.push(Some(usize::from(pair[1]) % (i + 1)));
-        flags.push(pair[1] & 0x80 == 0);
-    }
-    // Malformed trees (duplicate siblings) must be rejected with an error, never a panic.
-    let Ok(tree) = TokenTree::from_parents(&tokens, &parents, Some(&flags)) else {
-        return;
-    };
-    let rows = tree.logits_rows();
-    let logits = Array2::from_shape_fn((rows, vocab), |(r, c)| {
-        let b = rest.get(r * vocab + c).copied().unwrap_or(0);
-        f32::from(b % 8) - 4.0
-    });
-    let next = |n: usize| argmax(logits.row(tree.logits_row(n).unwrap()).as_slice().unwrap()).unwrap();
-    let mut out = Verification::default();
-    let mut draw = Bytes(rest, 0);
-    verify_tree(&tree, 0, logits.view(), &Sampling::greedy(), &mut draw, &mut Vec::new(), &mut out).unwrap();
-    // Brute force: the longest path of argmax tokens through nodes with logits.
-    let mut best = vec![0];
-    let mut path = Vec::new();
-    for node in 0..tree.len() {
-        tree.path_to(node, &mut path);
-        if path.iter().all(|&n| tree.needs_logits(n))
-            && path.windows(2).all(|w| next(w[0]) == tree.token(w[1]))
-            && path.len() > best.len()
-        {
-            best = path.clone();
-        }
-    }
-    assert_eq!(out.path, best);
-    assert_eq!(out.bonus, next(*best.last().unwrap()));
-
-    let temperature = f32::from(head[2] % 20 + 1) / 10.0;
-    let top_k = (head[3] & 0x07 != 0).then_some(usize::from(head[3] & 0x07));
-    let top_p = (head[3] & 0xF0 != 0).then_some(f32::from(head[3] >> 4) / 15.0);
-    let sampling = Sampling::new(temperature, top_k, top_p).unwrap();
-    verify_tree(&tree, 0, logits.view(), &sampling, &mut draw, &mut Vec::new(), &mut out).unwrap();
-    tree.check_path(&out.path).unwrap();
-    let mut p = Vec::new();
-    for (i, &node) in out.path.iter().enumerate() {
-        assert!(tree.needs_logits(node));
-        sampling
-            .distribution(logits.row(tree.logits_row(node).unwrap()).as_slice().unwrap(), &mut p)
-            .unwrap();
-        let emitted = match out.path.get(i + 1) {
-            Some(&child) => tree.token(child),
-            None => out.bonus,
-        };
-        assert!(p[emitted as usize] > 0.0, "emitted a token of probability 0");
-    }
-    let last = *out.path.last().unwrap();
-    assert!(tree.children(last).all(|c| !tree.needs_logits(c) || tree.token(c) != out.bonus));
+    let data = parallel_decoding_fuzz::input(data);
+    let _ = run(&mut Unstructured::new(&data));
 });
