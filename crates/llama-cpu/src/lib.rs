@@ -45,11 +45,24 @@
 //!   attention by heads between scoped threads started inside each forward pass. There is
 //!   no global thread pool.
 //!
+//! ## Batched serving
+//!
+//! [`Llama::batch`] gives a [`BatchLlama`]: the same weights (shared, not copied) serving
+//! many sequences, each with its own KV cache, through
+//! [`BatchLogitsModel`](decoding_core::BatchLogitsModel) and
+//! [`decode_batch`](decoding_core::decode_batch). One forward pass stacks the nodes of every
+//! sequence's tree: the projections (QKV, O, MLP, output) run once over all the rows, so the
+//! weights are read once per step for the whole batch, while attention runs per sequence
+//! against its own cache and the node's ancestors. [`Llama`] is this same forward with one
+//! sequence (one code path; `net.rs` is the forward, `sequence.rs` one sequence's state), so
+//! a node's logits and hidden state are bit-identical batched or alone, and every sequence
+//! of a batch decodes exactly as it would alone.
+//!
 //! ## The architecture and its notation
 //!
 //! LLaMA (Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models") with
 //! grouped-query attention (Ainslie et al., 2023). For the residual stream `x` of a node at
-//! position `p`, each block computes (`Net::block` in `model.rs`)
+//! position `p`, each block computes (`Net::block` in `net.rs`)
 //!
 //! ```text
 //! n = RMSNorm(x)                        rms_norm: w * x / sqrt(mean(x^2) + eps)
@@ -72,14 +85,18 @@
 //!
 //! [`TokenTree`]: decoding_core::TokenTree
 
+mod batch;
 mod cache;
 mod config;
 mod error;
 mod math;
 mod model;
+mod net;
+mod sequence;
 mod team;
 mod weights;
 
+pub use batch::BatchLlama;
 pub use config::LlamaConfig;
 pub use error::LoadError;
 pub use model::Llama;

@@ -1,8 +1,12 @@
 //! A tiny random-weight checkpoint built in memory, and a from-scratch reference forward
-//! that evaluates a whole context with plain loops in f64, sharing no code with the crate.
+//! that evaluates a whole context with plain loops in f64, sharing no code with the crate;
+//! a strategy drafting random trees.
 
 use std::collections::BTreeMap;
 
+use decoding_core::{
+    DecodeError, DraftContext, SourceSet, StepFeedback, Strategy, Token, TokenTree,
+};
 use llama_cpu::{Llama, LlamaConfig};
 use rand::{RngExt, SeedableRng};
 use safetensors::Dtype;
@@ -226,4 +230,53 @@ pub(crate) fn reference_forward(
     };
     let logits = project(head_name, &hidden, config.vocab_size);
     (hidden, logits)
+}
+
+/// Drafts a random tree every step: a chain that follows the known greedy output `truth`
+/// for a random number of tokens (sometimes with one wrong token), plus random branches.
+pub(crate) struct RandomTrees {
+    pub(crate) rng: rand::rngs::Xoshiro256PlusPlus,
+    pub(crate) vocab: u32,
+    pub(crate) truth: Vec<Token>,
+}
+
+impl Strategy for RandomTrees {
+    fn name(&self) -> &str {
+        "random-trees"
+    }
+
+    fn begin(&mut self, _prompt: &[Token], _vocab_size: usize) -> Result<(), DecodeError> {
+        Ok(())
+    }
+
+    fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
+        let size = self.rng.random_range(1..=ctx.max_nodes.min(12));
+        let future = self.truth.get(ctx.generated().len()..).unwrap_or_default();
+        let depth = self
+            .rng
+            .random_range(0..=future.len().min(ctx.max_depth).min(size - 1));
+        let wrong = self.rng.random_range(0..2 * depth.max(1));
+        let mut node = 0;
+        for (i, &token) in future[..depth].iter().enumerate() {
+            let token = if i == wrong {
+                (token + 1) % self.vocab
+            } else {
+                token
+            };
+            node = tree.push(node, token)?;
+        }
+        while tree.len() < size {
+            let parent = self.rng.random_range(0..tree.len());
+            if tree.depth(parent) + 1 >= ctx.max_depth {
+                break;
+            }
+            let token = self.rng.random_range(0..self.vocab);
+            tree.push_with(parent, token, true, SourceSet::EMPTY)?;
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, _feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
+        Ok(())
+    }
 }

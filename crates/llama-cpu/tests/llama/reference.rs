@@ -3,16 +3,13 @@
 //! drafted trees.
 
 use decoding_core::toy::RecomputeModel;
-use decoding_core::{
-    DecodeConfig, DecodeError, DraftContext, HiddenStates, LogitsModel, Plain, SourceSet,
-    StepFeedback, Strategy, Token, TokenTree, generate,
-};
+use decoding_core::{DecodeConfig, HiddenStates, LogitsModel, Plain, Token, TokenTree, generate};
 use llama_cpu::Llama;
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 
-use crate::common::{reference_forward, tiny_config, tiny_model};
+use crate::common::{RandomTrees, reference_forward, tiny_config, tiny_model};
 
 /// The logits of `context`'s last token, from a fresh forward over the whole context.
 fn full_context_logits(model: &mut Llama, context: &[Token], out: &mut [f32]) {
@@ -21,55 +18,6 @@ fn full_context_logits(model: &mut Llama, context: &[Token], out: &mut [f32]) {
     let mut logits = Array2::zeros((tree.logits_rows(), model.vocab_size()));
     model.forward(&tree, logits.view_mut()).unwrap();
     out.copy_from_slice(logits.row(context.len() - 1).as_slice().unwrap());
-}
-
-/// Drafts a random tree every step: a chain that follows the known greedy output `truth`
-/// for a random number of tokens (sometimes with one wrong token), plus random branches.
-struct RandomTrees {
-    rng: rand::rngs::Xoshiro256PlusPlus,
-    vocab: u32,
-    truth: Vec<Token>,
-}
-
-impl Strategy for RandomTrees {
-    fn name(&self) -> &str {
-        "random-trees"
-    }
-
-    fn begin(&mut self, _prompt: &[Token], _vocab_size: usize) -> Result<(), DecodeError> {
-        Ok(())
-    }
-
-    fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
-        let size = self.rng.random_range(1..=ctx.max_nodes.min(12));
-        let future = self.truth.get(ctx.generated().len()..).unwrap_or_default();
-        let depth = self
-            .rng
-            .random_range(0..=future.len().min(ctx.max_depth).min(size - 1));
-        let wrong = self.rng.random_range(0..2 * depth.max(1));
-        let mut node = 0;
-        for (i, &token) in future[..depth].iter().enumerate() {
-            let token = if i == wrong {
-                (token + 1) % self.vocab
-            } else {
-                token
-            };
-            node = tree.push(node, token)?;
-        }
-        while tree.len() < size {
-            let parent = self.rng.random_range(0..tree.len());
-            if tree.depth(parent) + 1 >= ctx.max_depth {
-                break;
-            }
-            let token = self.rng.random_range(0..self.vocab);
-            tree.push_with(parent, token, true, SourceSet::EMPTY)?;
-        }
-        Ok(())
-    }
-
-    fn observe(&mut self, _feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
-        Ok(())
-    }
 }
 
 proptest! {
