@@ -10,8 +10,10 @@
 //!
 //! **Scores are learned.** For every (source, depth, sibling rank) the composite counts how
 //! often a node was *tested* (its parent was accepted and it had logits) and how often it was
-//! accepted; a node's acceptance estimate is its parent's times that rate. Counts start at a
-//! prior of 0.5 and are forgotten by 1% per step, so a source that stopped paying off is
+//! accepted; a node's acceptance estimate is its parent's times that rate. A rate is shrunk
+//! towards the source's overall rate (itself starting from an optimistic prior of 1), so a
+//! rarely seen key starts from what its source usually achieves. Counts are forgotten by 1%
+//! per step, so a source that stopped paying off is
 //! tried again once its record fades. Sources that need every drafted node (the default, see
 //! [`Strategy::prunable`]) share a reserved part of the budget and are never cut.
 //!
@@ -20,6 +22,14 @@
 //! expected tokens per unit of time, `(1 + sum of the n - 1 best acceptance estimates) /
 //! cost(n)`: on hardware where a tree costs about one step that fills the budget, and on a
 //! CPU where it does not, it keeps only the nodes that pay for themselves.
+//!
+//! **Idle sources rest.** A prunable source none of whose nodes made it into the last trees
+//! (an exponential average of the kept nodes it was first to propose, per step, below 0.05:
+//! its drafts do not pay under the cost curve, or other sources already propose them) is
+//! asked to draft with a budget of one node, the root, so that a well-behaved source returns
+//! at once and saves its drafting time (Medusa heads on a CPU can cost more than a forward
+//! pass of a small model). It still observes every step, and drafts in full every 16th step
+//! to see whether that changed.
 //!
 //! Verification is always decoding-core's exact verifier: a source's own (possibly lossy)
 //! [`Strategy::verify`] is not used, so a composite is lossless whatever it combines.
@@ -51,17 +61,27 @@ const PRIOR_WEIGHT: f64 = 1.0;
 /// Per-step forgetting of the counts: a key that stops being tested drifts back to the
 /// prior, so a source that was poor once is tried again later (exploration).
 const DECAY: f64 = 0.99;
+/// Weight of the past in each source's average of kept nodes per step.
+const KEPT_MEMORY: f64 = 0.7;
+/// A prunable source whose average of kept nodes per step is below this is idle.
+const IDLE_BELOW: f64 = 0.05;
+/// An idle source still drafts once in this many steps.
+const IDLE_RETRY: usize = 16;
 
-/// Tested / accepted counts per (source, depth, sibling rank), exponentially forgotten.
+/// Tested / accepted counts per (source, depth, sibling rank), and per source, exponentially
+/// forgotten. A key's rate is shrunk towards its source's overall rate, so a key seen
+/// rarely (a deep node, a low-ranked sibling) starts from what the source usually achieves.
 #[derive(Clone, Debug)]
 struct AcceptanceRates {
     counts: Vec<(f64, f64)>,
+    per_source: Vec<(f64, f64)>,
 }
 
 impl AcceptanceRates {
     fn new(sources: usize) -> Self {
         Self {
             counts: vec![(0.0, 0.0); sources * MAX_DEPTH_KEY * MAX_RANK_KEY],
+            per_source: vec![(0.0, 0.0); sources],
         }
     }
 
@@ -71,18 +91,24 @@ impl AcceptanceRates {
     }
 
     fn rate(&self, source: usize, depth: usize, rank: usize) -> f64 {
+        let (tested, accepted) = self.per_source[source];
+        let prior = (accepted + PRIOR_RATE * PRIOR_WEIGHT) / (tested + PRIOR_WEIGHT);
         let (tested, accepted) = self.counts[Self::key(source, depth, rank)];
-        (accepted + PRIOR_RATE * PRIOR_WEIGHT) / (tested + PRIOR_WEIGHT)
+        (accepted + prior * PRIOR_WEIGHT) / (tested + PRIOR_WEIGHT)
     }
 
     fn record(&mut self, source: usize, depth: usize, rank: usize, accepted: bool) {
-        let entry = &mut self.counts[Self::key(source, depth, rank)];
-        entry.0 += 1.0;
-        entry.1 += f64::from(u8::from(accepted));
+        for entry in [
+            &mut self.counts[Self::key(source, depth, rank)],
+            &mut self.per_source[source],
+        ] {
+            entry.0 += 1.0;
+            entry.1 += f64::from(u8::from(accepted));
+        }
     }
 
     fn forget(&mut self) {
-        for (tested, accepted) in &mut self.counts {
+        for (tested, accepted) in self.counts.iter_mut().chain(&mut self.per_source) {
             *tested *= DECAY;
             *accepted *= DECAY;
         }
@@ -106,6 +132,10 @@ pub struct Composite {
     estimate: Vec<f64>,
     merged: Vec<Option<NodeId>>,
     rates: AcceptanceRates,
+    kept_recently: Vec<f64>,
+    idle_steps: Vec<usize>,
+    first_new: Vec<usize>,
+    skipped: usize,
     on_path: Vec<bool>,
     logits: Array2<f32>,
     verification: Verification,
@@ -133,6 +163,10 @@ impl Composite {
         Ok(Self {
             drafts: vec![empty; sources.len()],
             rates: AcceptanceRates::new(sources.len()),
+            kept_recently: vec![1.0; sources.len()],
+            idle_steps: vec![0; sources.len()],
+            first_new: vec![0; sources.len()],
+            skipped: 0,
             sources,
             budget,
             builder: TreeBuilder::new(0),
@@ -292,7 +326,10 @@ impl Strategy for Composite {
 
     fn begin(&mut self, prompt: &[Token], vocab_size: usize) -> Result<(), DecodeError> {
         self.rates = AcceptanceRates::new(self.sources.len());
+        self.kept_recently.fill(1.0);
+        self.idle_steps.fill(0);
         (self.steps, self.candidates, self.kept, self.expected) = (0, 0, 0, 0.0);
+        self.skipped = 0;
         for source in &mut self.sources {
             source.begin(prompt, vocab_size)?;
         }
@@ -307,14 +344,25 @@ impl Strategy for Composite {
         self.estimate.clear();
         self.estimate.push(1.0);
         for i in 0..self.sources.len() {
+            let prunable = self.sources[i].prunable();
+            let idle = prunable
+                && self.kept_recently[i] < IDLE_BELOW
+                && self.idle_steps[i] + 1 < IDLE_RETRY;
+            if idle {
+                self.idle_steps[i] += 1;
+                self.skipped += 1;
+            } else {
+                self.idle_steps[i] = 0;
+            }
             let source_ctx = DraftContext {
-                max_nodes: if self.sources[i].prunable() {
-                    ctx.max_nodes
-                } else {
-                    reserved
+                max_nodes: match (idle, prunable) {
+                    (true, _) => 1,
+                    (false, true) => ctx.max_nodes,
+                    (false, false) => reserved,
                 },
                 ..*ctx
             };
+            self.first_new[i] = self.builder.candidates().len();
             let own = &mut self.drafts[i].tree;
             own.reset(pending);
             self.sources[i].draft(&source_ctx, own)?;
@@ -327,6 +375,17 @@ impl Strategy for Composite {
         }
         let size = self.choose_size(ctx.max_nodes);
         self.builder.build(size, tree, &mut self.merged)?;
+        for i in 0..self.sources.len() {
+            if self.idle_steps[i] == 0 {
+                let first_new = self.first_new[i];
+                let kept = self.drafts[i].candidate[1..]
+                    .iter()
+                    .filter(|&&c| c >= first_new && self.merged[c].is_some())
+                    .count();
+                self.kept_recently[i] =
+                    KEPT_MEMORY * self.kept_recently[i] + (1.0 - KEPT_MEMORY) * kept as f64;
+            }
+        }
         self.steps += 1;
         self.candidates += self.builder.candidates().len();
         self.kept += tree.len();
@@ -368,6 +427,7 @@ impl Strategy for Composite {
             Metric::new("candidates_per_step", per_step(self.candidates as f64)),
             Metric::new("nodes_per_step", per_step(self.kept as f64)),
             Metric::new("expected_accepted_per_step", per_step(self.expected)),
+            Metric::new("idle_sources_per_step", per_step(self.skipped as f64)),
         ];
         for source in &self.sources {
             for m in source.metrics() {

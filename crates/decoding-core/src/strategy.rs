@@ -158,7 +158,9 @@ pub trait Strategy {
     /// Whether a [`Composite`](crate::Composite) may drop some of this strategy's drafted
     /// nodes to fit its node budget. A strategy that allows it must accept, in
     /// [`observe`](Self::observe), feedback in which the logits rows of dropped nodes are NaN
-    /// (those nodes were never evaluated). The default, `false`, keeps every drafted node.
+    /// (those nodes were never evaluated), and may be asked to draft with a budget of one
+    /// node when its drafts have not been paying (it should then return at once, without its
+    /// expensive work). The default, `false`, keeps every drafted node.
     fn prunable(&self) -> bool {
         false
     }

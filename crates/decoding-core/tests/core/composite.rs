@@ -188,6 +188,72 @@ fn cost_aware_budget_keeps_only_nodes_that_pay() {
     assert!(steep.stats.accepted_by_source[0] >= steep.stats.accepted());
 }
 
+/// Counts a source's drafts with room for more than the root.
+struct Counted<S>(S, Rc<RefCell<usize>>);
+
+impl<S: Strategy> Strategy for Counted<S> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn begin(&mut self, prompt: &[Token], vocab_size: usize) -> Result<(), DecodeError> {
+        self.0.begin(prompt, vocab_size)
+    }
+    fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
+        if ctx.max_nodes > 1 {
+            *self.1.borrow_mut() += 1;
+        }
+        self.0.draft(ctx, tree)
+    }
+    fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
+        self.0.observe(feedback)
+    }
+    fn prunable(&self) -> bool {
+        self.0.prunable()
+    }
+}
+
+#[test]
+fn sources_whose_nodes_never_pay_stop_drafting() {
+    let model = HashModel::new(64, 3);
+    let prompt = [1, 2];
+    let config = DecodeConfig::new(400).with_max_nodes(24);
+    let free = generate(&mut model.clone(), Plain, &prompt, &config, &mut rng()).unwrap();
+    let oracle_drafts = Rc::new(RefCell::new(0));
+    let noise_drafts = Rc::new(RefCell::new(0));
+    let oracle = Oracle {
+        continuation: free.tokens.clone(),
+        depth: 4,
+    };
+    let sources: Vec<Box<dyn Strategy>> = vec![
+        Box::new(Counted(Prunable(oracle), oracle_drafts.clone())),
+        // Random tokens out of 64: hardly ever accepted.
+        Box::new(Counted(
+            Prunable(RandomDrafts::new(5, 24)),
+            noise_drafts.clone(),
+        )),
+    ];
+    // Each node costs half a step: noise never pays, the oracle's four certain nodes do.
+    let budget = NodeBudget::CostAware(CostCurve::linear(1.0, 0.5).unwrap());
+    let composite = Composite::new(sources, budget).unwrap();
+    let out = generate(&mut model.clone(), composite, &prompt, &config, &mut rng()).unwrap();
+    assert_eq!(out.tokens, free.tokens);
+    // One draft per forward pass, the prefill's included.
+    let steps = out.stats.forward_passes();
+    let (oracle, noise) = (*oracle_drafts.borrow(), *noise_drafts.borrow());
+    assert_eq!(oracle, steps);
+    // Idle after its first few steps, it only drafts in full every 16th step.
+    assert!(
+        noise < steps / 4,
+        "noise drafted {noise} times in {steps} steps"
+    );
+    let idle = out
+        .metrics
+        .iter()
+        .find(|m| m.name == "idle_sources_per_step")
+        .unwrap();
+    assert!(idle.value > 0.5, "{}", idle.value);
+}
+
 #[test]
 fn composite_config_errors() {
     assert!(Composite::new(Vec::new(), NodeBudget::Fixed).is_err());
