@@ -1,0 +1,440 @@
+//! The serving example: decodes an eval set with C sequences in flight on the batched CPU
+//! model ([`decode_batch`] over [`llama_cpu::BatchLlama`]), checks the outputs, and compares
+//! throughput with C = 1 measured in the same run.
+//!
+//! ```text
+//! cargo run --release --example serve -- --strategy greedy --concurrency 8 --threads 1 \
+//!     --expected assets/eval/dev_greedy.json --out /tmp/serve.json
+//! ```
+//!
+//! Every sequence has its own strategy (built by the `--strategy` specification, as in the
+//! eval runner), its own KV cache and its own stop conditions; sequences join as slots free
+//! up and leave when they finish, and each forward pass evaluates the trees of all the
+//! sequences in flight at once, so the weights are read once per step for all of them.
+//! The output of every sequence is what decoding it alone gives, bit for bit.
+//!
+//! A round decodes all cases twice: with one sequence in flight, then with C (the same loop
+//! and model; only how many sequences share a forward pass differs). `--rounds R` runs R
+//! rounds, which evens out the load of a shared machine. Throughput is generated tokens per
+//! second of wall-clock time and per second of process CPU time (all threads), over all
+//! rounds. `--threads 1` gives the cleanest ratio on a small machine.
+//!
+//! `--batch-curve` instead prints what one batched forward costs by the number of sequences
+//! in it (plain decoding, one node per sequence): the most a server can gain by batching on
+//! this machine, before prefill and drafting.
+//!
+//! `--out FILE` receives the per-case results of the last run with C in flight, in the eval
+//! runner's format (`common/eval_data.rs`). For a sequence in a batch, `model_ms` is the
+//! time of the forward passes it took part in (shared with the sequences beside it),
+//! `wall_ms` is that plus its own overhead (its time in flight, the other sequences'
+//! drafting left out), and the CPU times are absent (the process's CPU time cannot be split
+//! between sequences). The per-task table printed from them reads the same way: `decode ms`
+//! and `prefill ms` are times of whole batched passes (other sequences' prefills included),
+//! and `wall tok/s` is the speed of one sequence; the server's throughput follows it.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use decoding_core::{
+    BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Sampling, TokenTree, decode_batch,
+};
+use llama_cpu::{BatchLlama, Llama};
+use ndarray::Array2;
+use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
+use rand::SeedableRng;
+
+use common::eval_data::{self, Case, CaseResult};
+use common::{cpu, report};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Decode an eval set with C sequences in flight and compare throughput with C = 1"
+)]
+struct Args {
+    /// Model directory (config.json, model.safetensors, ...).
+    #[arg(long, default_value = "assets/pycoder-16m")]
+    model: PathBuf,
+    /// Eval cases (JSON).
+    #[arg(long, default_value = "assets/eval/dev_eval.json")]
+    cases: PathBuf,
+    /// Strategy specification, such as `greedy` or `lookahead:w=15,n=5,g=15`.
+    #[arg(long, default_value = "greedy")]
+    strategy: String,
+    /// Sequences in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Rounds of (C = 1, C = concurrency) runs.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Write per-case results (JSON) of the last run with C in flight here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Decode only the first N cases.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Top-k sampling.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Seed of the sampler (each case gets its own stream derived from it, as in the eval
+    /// runner, so sampled outputs do not depend on the concurrency either).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Expected outputs (`{case id: [token ids]}`) to compare with.
+    #[arg(long)]
+    expected: Option<PathBuf>,
+    /// Tree node budget per sequence and forward pass, root included.
+    #[arg(long, default_value_t = DecodeConfig::DEFAULT_MAX_NODES)]
+    max_nodes: usize,
+    /// Threads per forward pass (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Instead of decoding, print the cost of one forward over B = 1, 2, 4, 8, 16 sequences
+    /// of one node each, every sequence on a 512-token cache.
+    #[arg(long)]
+    batch_curve: bool,
+}
+
+/// What every request of a run shares.
+struct Settings<'a> {
+    factory: &'a dyn StrategyFactory,
+    sampling: Sampling,
+    max_nodes: usize,
+    seed: u64,
+    expected: Option<&'a BTreeMap<String, Vec<u32>>>,
+}
+
+/// One run over all cases at one concurrency.
+struct Run {
+    results: Vec<CaseResult>,
+    stats: BatchStats,
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+/// Totals of the runs at one concurrency.
+#[derive(Default)]
+struct Totals {
+    runs: usize,
+    tokens: usize,
+    /// Forward passes of the batched model.
+    forwards: usize,
+    /// Forward passes summed over sequences (a batched pass counts once per sequence in it).
+    sequence_forwards: usize,
+    wall: Duration,
+    cpu: Option<Duration>,
+    identical: Option<(usize, usize)>,
+}
+
+impl Totals {
+    fn add(&mut self, run: &Run) {
+        self.runs += 1;
+        self.tokens += run.stats.tokens;
+        self.forwards += run.stats.forward_passes;
+        self.sequence_forwards += run.results.iter().map(|r| r.forward_passes).sum::<usize>();
+        self.wall += run.wall;
+        self.cpu = match (self.runs, self.cpu, run.cpu) {
+            (1, _, cpu) => cpu,
+            (_, Some(total), Some(cpu)) => Some(total + cpu),
+            _ => None,
+        };
+        for r in &run.results {
+            if let Some(same) = r.identical {
+                let (n, of) = self.identical.get_or_insert((0, 0));
+                *n += usize::from(same);
+                *of += 1;
+            }
+        }
+    }
+
+    fn per_wall_second(&self) -> f64 {
+        self.tokens as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    fn per_cpu_second(&self) -> Option<f64> {
+        self.cpu
+            .map(|cpu| self.tokens as f64 / cpu.as_secs_f64().max(1e-9))
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if args.concurrency == 0 || args.rounds == 0 {
+        return Err("--concurrency and --rounds must be at least 1".into());
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let started = Instant::now();
+    let model = Llama::load(&args.model)?.with_threads(threads);
+    eprintln!(
+        "loaded {} in {:.0} ms ({threads} threads)",
+        args.model.display(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let mut batched = model.batch();
+    let set = eval_data::load_cases(&args.cases)?;
+    let cases = &set.cases[..args.limit.unwrap_or(usize::MAX).min(set.cases.len())];
+    if args.batch_curve {
+        return batch_curve(&mut batched, &cases[0].prompt_ids);
+    }
+    let expected = match &args.expected {
+        Some(path) => Some(eval_data::load_expected(path)?),
+        None => None,
+    };
+    let env = SpecEnv::new(batched.config().vocab_size).with_model_dir(&args.model);
+    let factory = spec::parse(&args.strategy, &env)?;
+    println!("strategy: {}", factory.describe());
+    let settings = Settings {
+        factory: factory.as_ref(),
+        sampling: Sampling::new(args.temperature, args.top_k, args.top_p)?,
+        max_nodes: args.max_nodes,
+        seed: args.seed,
+        expected: expected.as_ref(),
+    };
+
+    let levels = if args.concurrency == 1 {
+        vec![1]
+    } else {
+        vec![1, args.concurrency]
+    };
+    let mut totals: BTreeMap<usize, Totals> = BTreeMap::new();
+    let mut last = Vec::new();
+    for round in 1..=args.rounds {
+        for &concurrency in &levels {
+            let run = serve(&mut batched, cases, &settings, concurrency)?;
+            let differ: Vec<&str> = run
+                .results
+                .iter()
+                .filter(|r| r.identical == Some(false))
+                .map(|r| r.id.as_str())
+                .collect();
+            eprintln!(
+                "round {round}, C = {concurrency}: {} tokens in {:.2} s wall, {} CPU{}",
+                run.stats.tokens,
+                run.wall.as_secs_f64(),
+                run.cpu
+                    .map_or("?".to_string(), |c| format!("{:.2} s", c.as_secs_f64())),
+                if differ.is_empty() {
+                    String::new()
+                } else {
+                    format!("; differ from expected: {}", differ.join(" "))
+                }
+            );
+            totals.entry(concurrency).or_default().add(&run);
+            if concurrency == args.concurrency {
+                last = run.results;
+            }
+        }
+    }
+
+    println!();
+    report::print_table(&last);
+    let metrics = report::mean_metrics(&last);
+    if !metrics.is_empty() {
+        println!("\nstrategy metrics (mean over cases):");
+        for (name, value) in metrics {
+            println!("  {name:<32} {value:.4}");
+        }
+    }
+    print_throughput(&totals, threads, args.rounds);
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&last)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Decodes every case with `concurrency` sequences in flight.
+fn serve(
+    model: &mut BatchLlama,
+    cases: &[Case],
+    settings: &Settings<'_>,
+    concurrency: usize,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let requests = cases
+        .iter()
+        .enumerate()
+        .map(|(index, case)| {
+            Ok(BatchRequest {
+                prompt: case.prompt_ids.clone(),
+                strategy: settings.factory.build(&CaseInputs {
+                    prompt: &case.prompt_ids,
+                    references: &case.references,
+                })?,
+                config: DecodeConfig::new(case.max_new_tokens)
+                    .with_eos([0])
+                    .with_sampling(settings.sampling)
+                    .with_max_nodes(settings.max_nodes),
+                // The eval runner's per-case streams.
+                draw: Box::new(rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
+                    settings.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                )),
+            })
+        })
+        .collect::<Result<Vec<_>, SpecError>>()?;
+    let (cpu_start, started) = (cpu::process_cpu_time(), Instant::now());
+    let (outputs, stats) = decode_batch(model, requests, concurrency)?;
+    let wall = started.elapsed();
+    let cpu = cpu_start.zip(cpu::process_cpu_time()).map(|(a, b)| b - a);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut results = Vec::with_capacity(cases.len());
+    for (case, out) in cases.iter().zip(outputs) {
+        let out = out.map_err(|e| format!("{}: {e}", case.id))?;
+        let identical = settings
+            .expected
+            .and_then(|e| e.get(&case.id))
+            .map(|tokens| *tokens == out.tokens);
+        let (model_ms, overhead_ms) = (ms(out.stats.model_time()), ms(out.stats.overhead_time()));
+        results.push(CaseResult {
+            id: case.id.clone(),
+            task: case.task.clone(),
+            looping: eval_data::loops(&out.tokens),
+            forward_passes: out.stats.forward_passes(),
+            nodes: out.stats.tree_nodes(),
+            draft_nodes: out.stats.steps.iter().map(|s| s.draft_nodes).sum(),
+            model_ms,
+            prefill_ms: out.stats.steps.first().map_or(0.0, |s| ms(s.model_time)),
+            overhead_ms,
+            wall_ms: model_ms + overhead_ms,
+            cpu_ms: None,
+            cpu_decode_ms: None,
+            identical,
+            metrics: out
+                .metrics
+                .iter()
+                .map(|m| (m.name.to_string(), m.value))
+                .collect(),
+            generated: out.tokens,
+        });
+    }
+    Ok(Run {
+        results,
+        stats,
+        wall,
+        cpu,
+    })
+}
+
+/// Prints the throughput at each concurrency and the ratio of the highest to C = 1.
+fn print_throughput(totals: &BTreeMap<usize, Totals>, threads: usize, rounds: usize) {
+    println!(
+        "\nthroughput ({rounds} round(s), {threads} thread(s) per forward; seqs/fwd = sequences \
+         per batched forward pass):"
+    );
+    println!(
+        "{:>4} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>12} {:>10}",
+        "C",
+        "forwards",
+        "seqs/fwd",
+        "tokens",
+        "wall s",
+        "tok/s wall",
+        "CPU s",
+        "tok/s CPU",
+        "identical"
+    );
+    for (c, t) in totals {
+        let cpu = t
+            .cpu
+            .map_or("?".to_string(), |c| format!("{:.2}", c.as_secs_f64()));
+        let per_cpu = t
+            .per_cpu_second()
+            .map_or("?".to_string(), |v| format!("{v:.1}"));
+        let identical = t
+            .identical
+            .map_or("-".to_string(), |(n, of)| format!("{n}/{of}"));
+        println!(
+            "{c:>4} {:>8} {:>8.2} {:>8} {:>9.2} {:>12.1} {cpu:>9} {per_cpu:>12} {identical:>10}",
+            t.forwards / t.runs,
+            t.sequence_forwards as f64 / t.forwards.max(1) as f64,
+            t.tokens / t.runs,
+            t.wall.as_secs_f64(),
+            t.per_wall_second(),
+        );
+    }
+    if let (Some(one), Some((c, many))) = (totals.get(&1), totals.last_key_value())
+        && *c != 1
+    {
+        let cpu = one
+            .per_cpu_second()
+            .zip(many.per_cpu_second())
+            .map_or("?".to_string(), |(a, b)| format!("{:.2}x", b / a));
+        println!(
+            "C = {c} against C = 1: {:.2}x tokens per wall second, {cpu} tokens per CPU second",
+            many.per_wall_second() / one.per_wall_second()
+        );
+    }
+}
+
+/// Times one forward over B = 1, 2, 4, 8, 16 sequences of one node each (plain decoding),
+/// every sequence on a 512-token cache: the best wall-clock time and the mean CPU time per
+/// forward over at least a second of repetitions, and both per sequence.
+fn batch_curve(model: &mut BatchLlama, prompt: &[u32]) -> Result<(), Box<dyn std::error::Error>> {
+    const CACHE: usize = 512;
+    let context: Vec<u32> = prompt.iter().copied().cycle().take(CACHE).collect();
+    let mut prefill = TokenTree::from_chain(&context)?;
+    for node in 0..prefill.len() {
+        prefill.set_needs_logits(node, false);
+    }
+    let sizes = [1usize, 2, 4, 8, 16];
+    let mut sequences = Vec::new();
+    for _ in 0..sizes[sizes.len() - 1] {
+        let seq = model.add_sequence()?;
+        model.forward_batch(
+            &[(seq, &prefill)],
+            Array2::zeros((0, model.vocab_size())).view_mut(),
+        )?;
+        model.commit(seq, &(0..CACHE).collect::<Vec<_>>())?;
+        sequences.push(seq);
+    }
+    let next = TokenTree::new(context[0]);
+    println!(
+        "one forward over B sequences of one node each, {CACHE}-token cache each: best \
+         wall-clock ms, mean CPU ms (all threads), and both per sequence"
+    );
+    println!(
+        "{:>3} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "B", "wall ms", "CPU ms", "wall/seq", "CPU/seq", "speedup"
+    );
+    let mut single = None;
+    for &b in &sizes {
+        let items: Vec<_> = sequences[..b].iter().map(|&seq| (seq, &next)).collect();
+        let mut logits = Array2::zeros((b, model.vocab_size()));
+        let (mut best, mut runs) = (f64::INFINITY, 0u32);
+        let (cpu_start, started) = (cpu::process_cpu_time(), Instant::now());
+        while runs < 5 || started.elapsed() < Duration::from_secs(1) {
+            let one = Instant::now();
+            model.forward_batch(&items, logits.view_mut())?;
+            best = best.min(one.elapsed().as_secs_f64() * 1e3);
+            runs += 1;
+        }
+        let cpu = cpu_start
+            .zip(cpu::process_cpu_time())
+            .map_or(f64::NAN, |(a, b)| {
+                (b - a).as_secs_f64() * 1e3 / f64::from(runs)
+            });
+        let per_sequence = cpu / b as f64;
+        let base = *single.get_or_insert(per_sequence);
+        println!(
+            "{b:>3} {best:>9.3} {cpu:>9.3} {:>9.3} {per_sequence:>9.3} {:>8.2}x",
+            best / b as f64,
+            base / per_sequence
+        );
+        // Drop the uncommitted node (the cache stays at CACHE tokens).
+        for &(seq, _) in &items {
+            model.commit(seq, &[])?;
+        }
+    }
+    Ok(())
+}
