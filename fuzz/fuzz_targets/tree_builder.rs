@@ -126,10 +126,8 @@ fn score(u: &mut Unstructured<'_>) -> Result<f32> {
         4 => -0.5,
         5 => f32::MIN_POSITIVE / 4.0,
         6 => 2.5,
-        // -0.0 is a valid score equal to 0.0, but the builder orders it below 0.0 (it
-        // compares with `total_cmp`), against its documented tie-break. Reported; enable this
-        // once scores are normalised.
-        // 7 => -0.0,
+        // -0.0 is a valid score equal to 0.0 (the builder normalises it).
+        7 => -0.0,
         _ => f32::from(u.int_in_range(0u8..=8)?) / 8.0,
     })
 }

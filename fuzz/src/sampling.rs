@@ -102,16 +102,15 @@ pub enum Target {
     Dist(Vec<f64>),
     /// Empty or NaN logits: sampling must fail.
     Invalid,
-    /// Not defined by the documentation (every logit `-inf`: the library then returns NaN
-    /// probabilities and samples token 0), or a top-p cut so close to a
-    /// boundary that rounding decides it: not checked.
+    /// A top-p cut so close to a boundary that rounding decides it: not checked.
     Unchecked,
 }
 
 /// The target distribution of `logits` by the documented definition: greedy is the argmax
 /// (lowest id on ties); otherwise temperature, then top-k (ties towards lower ids), then
 /// top-p (the shortest prefix by descending probability, then ascending id, whose mass
-/// reaches `p` of what top-k kept), renormalised. A `+inf` logit takes all the mass.
+/// reaches `p` of what top-k kept), renormalised. A `+inf` logit takes all the mass; when
+/// every logit is `-inf`, token 0 does.
 pub fn naive_distribution(logits: &[f32], sampling: &Sampling) -> Target {
     let Some(best) = naive_argmax(logits) else {
         return Target::Invalid;
@@ -122,11 +121,8 @@ pub fn naive_distribution(logits: &[f32], sampling: &Sampling) -> Target {
         p[best] = 1.0;
         Target::Dist(p)
     };
-    if sampling.is_greedy() || logits[best] == f32::INFINITY {
+    if sampling.is_greedy() || logits[best].is_infinite() {
         return one_hot();
-    }
-    if logits[best] == f32::NEG_INFINITY {
-        return Target::Unchecked;
     }
     let t = f64::from(sampling.temperature());
     let max = f64::from(logits[best]);

@@ -78,6 +78,8 @@ impl TreeBuilder {
         if score.is_nan() || score < 0.0 {
             return Err(TreeError::InvalidScore { token, score });
         }
+        // -0.0 would order below 0.0 (ranking uses a total order): make it 0.0.
+        let score = score + 0.0;
         let before = self.candidates.len();
         let node = self
             .candidates
@@ -256,5 +258,16 @@ mod tests {
             b.add(0, 1, f32::NAN, src(0)),
             Err(TreeError::InvalidScore { .. })
         ));
+    }
+
+    #[test]
+    fn negative_zero_scores_tie_with_zero() {
+        let s = SourceId::new(0).unwrap();
+        let mut b = TreeBuilder::new(0);
+        b.add(0, 1, -0.0, s).unwrap();
+        b.add(0, 2, 0.0, s).unwrap();
+        b.rank();
+        // Equal scores: the earlier candidate first.
+        assert_eq!(b.ranked(), &[0, 1, 2]);
     }
 }

@@ -146,13 +146,15 @@ impl Sampling {
     }
 
     /// Writes the target distribution for `logits` into `probs` (one probability per token,
-    /// summing to 1). Fails when `logits` is empty or holds a NaN.
+    /// summing to 1). Fails when `logits` is empty or holds a NaN. Infinite logits are
+    /// limits: `+inf` takes all the mass (the lowest such id), and a row where every logit is
+    /// `-inf` gives all of it to token 0, as greedy decoding's lowest-id tie-break does.
     pub fn distribution(&self, logits: &[f32], probs: &mut Vec<f64>) -> Result<(), InvalidLogits> {
         probs.clear();
         probs.resize(logits.len(), 0.0);
         let best = argmax(logits).ok_or(InvalidLogits)?;
         let max = logits[best as usize];
-        if self.is_greedy() || max == f32::INFINITY {
+        if self.is_greedy() || max.is_infinite() {
             probs[best as usize] = 1.0;
             return Ok(());
         }
@@ -378,5 +380,16 @@ mod tests {
         assert_eq!(Fixed(0.4999).categorical(&w), 1);
         assert_eq!(Fixed(0.5).categorical(&w), 3);
         assert_eq!(Fixed(1.0 - 1e-16).categorical(&w), 3);
+    }
+
+    #[test]
+    fn infinite_rows_are_limits() {
+        let mut probs = Vec::new();
+        let t = Sampling::new(0.7, None, Some(0.9)).unwrap();
+        t.distribution(&[f32::NEG_INFINITY; 3], &mut probs).unwrap();
+        assert_eq!(probs, [1.0, 0.0, 0.0]);
+        t.distribution(&[0.0, f32::INFINITY, f32::INFINITY], &mut probs)
+            .unwrap();
+        assert_eq!(probs, [0.0, 1.0, 0.0]);
     }
 }
