@@ -248,6 +248,10 @@ struct Active {
 /// when it finishes. Returns one result per request, in request order: a sequence whose
 /// strategy or configuration fails gets its error while the others go on; a model error
 /// stops everything.
+///
+/// Each sequence's [`DecodeStats`](crate::DecodeStats) records the whole batched forward as
+/// its model time (the pass it waited for), so summing model time over sequences counts each
+/// shared pass once per sequence in it ([`BatchStats`] counts the passes themselves).
 pub fn decode_batch(
     model: &mut dyn BatchLogitsModel,
     requests: Vec<BatchRequest>,
