@@ -8,7 +8,13 @@
 //! tree: its nodes' logits (rows of nodes that were dropped are NaN), the accepted path as far
 //! as its tree follows it, and the same emitted tokens.
 //!
-//! **Scores are learned.** For every (source, depth, sibling rank) the composite counts how
+//! **Scores are calibrated.** A source that scores its own nodes
+//! ([`Strategy::draft_scores`]) has each node ranked by the conditional score (its score over
+//! its parent's), calibrated per source in 20 buckets: the composite counts how often nodes
+//! of each bucket were tested and accepted, starting from the bucket's centre, so a source
+//! whose scores are too optimistic or too shy is corrected as the steps come in.
+//!
+//! **Otherwise scores are learned.** For every (source, depth, sibling rank) the composite counts how
 //! often a node was *tested* (its parent was accepted and it had logits) and how often it was
 //! accepted; a node's acceptance estimate is its parent's times that rate. A rate is shrunk
 //! towards the source's overall rate (itself starting from an optimistic prior of 1), so a
@@ -23,16 +29,22 @@
 //! cost(n)`: on hardware where a tree costs about one step that fills the budget, and on a
 //! CPU where it does not, it keeps only the nodes that pay for themselves.
 //!
-//! **Idle sources rest.** A prunable source none of whose nodes made it into the last trees
-//! (an exponential average of the kept nodes it was first to propose, per step, below 0.05:
-//! its drafts do not pay under the cost curve, or other sources already propose them) is
-//! asked to draft with a budget of one node, the root, so that a well-behaved source returns
-//! at once and saves its drafting time (Medusa heads on a CPU can cost more than a forward
-//! pass of a small model). It still observes every step, and drafts in full every 16th step
-//! to see whether that changed.
+//! **Idle sources rest.** A prunable source that does not pay is asked to draft with a budget
+//! of one node, the root, so that a well-behaved source returns at once and saves its
+//! drafting time (Medusa heads on a CPU can cost more than a forward pass of a small model).
+//! It still observes every step, and drafts in full every 16th step to see whether that
+//! changed. Under a fixed budget a source does not pay when none of its nodes makes the tree
+//! (an exponential average of the kept nodes it was first to propose, below 0.05). Under a
+//! cost-aware budget the composite also times each source's drafting and observing, converts
+//! it to units of the cost curve (the time from a draft to its feedback is the forward pass,
+//! whose cost the curve gives), and rests a source whose expected tokens per unit of cost (its
+//! kept nodes' estimates over their share of the forward plus its own time) fall below the
+//! step's average.
 //!
 //! Verification is always decoding-core's exact verifier: a source's own (possibly lossy)
 //! [`Strategy::verify`] is not used, so a composite is lossless whatever it combines.
+
+use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 
@@ -115,12 +127,89 @@ impl AcceptanceRates {
     }
 }
 
+/// Buckets of a source's conditional scores (the score of a node over its parent's).
+const SCORE_BUCKETS: usize = 20;
+/// Marks a node without a source score.
+const NO_BUCKET: u8 = u8::MAX;
+/// Weight of a bucket's own centre as its prior rate.
+const SCORE_PRIOR_WEIGHT: f64 = 2.0;
+
+/// Tested / accepted counts per (source, score bucket): what a source's conditional score
+/// is worth, learned as the step results come in, exponentially forgotten.
+#[derive(Clone, Debug)]
+struct ScoreCalibration {
+    counts: Vec<(f64, f64)>,
+}
+
+impl ScoreCalibration {
+    fn new(sources: usize) -> Self {
+        Self {
+            counts: vec![(0.0, 0.0); sources * SCORE_BUCKETS],
+        }
+    }
+
+    fn bucket(conditional: f64) -> u8 {
+        ((conditional * SCORE_BUCKETS as f64) as usize).min(SCORE_BUCKETS - 1) as u8
+    }
+
+    fn rate(&self, source: usize, bucket: u8) -> f64 {
+        let centre = (f64::from(bucket) + 0.5) / SCORE_BUCKETS as f64;
+        let (tested, accepted) = self.counts[source * SCORE_BUCKETS + usize::from(bucket)];
+        (accepted + centre * SCORE_PRIOR_WEIGHT) / (tested + SCORE_PRIOR_WEIGHT)
+    }
+
+    fn record(&mut self, source: usize, bucket: u8, accepted: bool) {
+        let entry = &mut self.counts[source * SCORE_BUCKETS + usize::from(bucket)];
+        entry.0 += 1.0;
+        entry.1 += f64::from(u8::from(accepted));
+    }
+
+    fn forget(&mut self) {
+        for (tested, accepted) in &mut self.counts {
+            *tested *= DECAY;
+            *accepted *= DECAY;
+        }
+    }
+}
+
+/// What a source brings and costs, averaged over the steps it drafted in full (cost-aware
+/// budgets): expected tokens of the kept nodes it was first to propose, and their share of
+/// the forward's cost plus its own drafting and observing time, in units of the cost curve.
+#[derive(Clone, Copy, Debug)]
+struct SourceSpending {
+    gain: f64,
+    spend: f64,
+}
+
+impl Default for SourceSpending {
+    /// Unproven: worth drafting.
+    fn default() -> Self {
+        Self {
+            gain: 1.0,
+            spend: 0.0,
+        }
+    }
+}
+
+/// The current step's accounting, from its draft to its feedback.
+#[derive(Clone, Debug, Default)]
+struct StepAccount {
+    drafted_at: Option<Instant>,
+    nodes: usize,
+    expected: f64,
+    source_time: Vec<Duration>,
+    source_gain: Vec<f64>,
+    source_node_cost: Vec<f64>,
+}
+
 /// One source's draft and how its nodes map into the merged tree.
 #[derive(Clone, Debug)]
 struct SourceDraft {
     tree: TokenTree,
     candidate: Vec<NodeId>,
     rank: Vec<u8>,
+    /// The score bucket of each node, or [`NO_BUCKET`].
+    bucket: Vec<u8>,
 }
 
 /// Several strategies drafting into one tree; see the module docs.
@@ -132,7 +221,15 @@ pub struct Composite {
     estimate: Vec<f64>,
     merged: Vec<Option<NodeId>>,
     rates: AcceptanceRates,
+    calibration: ScoreCalibration,
     kept_recently: Vec<f64>,
+    spending: Vec<SourceSpending>,
+    /// Seconds per unit of the cost curve, from the time between a draft and its feedback
+    /// (the forward pass) over the curve's cost of the tree.
+    unit_seconds: Option<f64>,
+    /// Expected tokens per unit of cost of recent steps, sources' time included.
+    value: f64,
+    step: StepAccount,
     idle_steps: Vec<usize>,
     first_new: Vec<usize>,
     skipped: usize,
@@ -159,11 +256,17 @@ impl Composite {
             tree: TokenTree::new(0),
             candidate: Vec::new(),
             rank: Vec::new(),
+            bucket: Vec::new(),
         };
         Ok(Self {
             drafts: vec![empty; sources.len()],
             rates: AcceptanceRates::new(sources.len()),
+            calibration: ScoreCalibration::new(sources.len()),
             kept_recently: vec![1.0; sources.len()],
+            spending: vec![SourceSpending::default(); sources.len()],
+            unit_seconds: None,
+            value: 0.0,
+            step: StepAccount::default(),
             idle_steps: vec![0; sources.len()],
             first_new: vec![0; sources.len()],
             skipped: 0,
@@ -187,28 +290,48 @@ impl Composite {
         &self.sources
     }
 
-    /// Adds source `i`'s draft to the builder, scoring each node.
+    /// Adds source `i`'s draft to the builder, scoring each node: by the source's own score,
+    /// calibrated, when it gives one, else by the learned rate of its depth and rank.
     fn merge_source(&mut self, i: usize) -> Result<(), DecodeError> {
         let forced = !self.sources[i].prunable();
         let tag = SourceSet::of(SourceId::new(i).unwrap_or_else(|| unreachable!()));
         let draft = &mut self.drafts[i];
         let tree = &draft.tree;
+        let scores = self.sources[i]
+            .draft_scores()
+            .filter(|s| s.len() == tree.len());
         draft.candidate.clear();
         draft.candidate.push(0);
         draft.rank.clear();
         draft.rank.push(0);
+        draft.bucket.clear();
+        draft.bucket.push(NO_BUCKET);
         let mut children_seen = vec![0u8; tree.len()];
         for node in 1..tree.len() {
             let parent = tree.parent(node).unwrap_or(0);
             let rank = children_seen[parent];
             children_seen[parent] = rank.saturating_add(1);
             let parent_candidate = draft.candidate[parent];
-            let estimate = if tree.needs_logits(node) {
-                self.estimate[parent_candidate]
-                    * self.rates.rate(i, tree.depth(node), usize::from(rank))
-            } else {
-                0.0
+            let bucket = match scores {
+                Some(s) if tree.needs_logits(node) => {
+                    let parent_score = f64::from(s[parent]);
+                    let conditional = if parent_score > 0.0 {
+                        (f64::from(s[node]) / parent_score).clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    ScoreCalibration::bucket(conditional)
+                }
+                _ => NO_BUCKET,
             };
+            let rate = if !tree.needs_logits(node) {
+                0.0
+            } else if bucket == NO_BUCKET {
+                self.rates.rate(i, tree.depth(node), usize::from(rank))
+            } else {
+                self.calibration.rate(i, bucket)
+            };
+            let estimate = self.estimate[parent_candidate] * rate;
             let priority = if forced {
                 f32::INFINITY
             } else {
@@ -228,6 +351,7 @@ impl Composite {
             }
             draft.candidate.push(candidate);
             draft.rank.push(rank);
+            draft.bucket.push(bucket);
         }
         Ok(())
     }
@@ -266,6 +390,36 @@ impl Composite {
         best.0
     }
 
+    /// Updates what each source brings and costs from the step just observed; `forward` is
+    /// the time between the draft and its feedback, `cost` the curve's cost of the tree.
+    fn account_step(&mut self, forward: Duration, cost: f64) {
+        let unit = forward.as_secs_f64() / cost;
+        let unit = match self.unit_seconds {
+            Some(u) => KEPT_MEMORY * u + (1.0 - KEPT_MEMORY) * unit,
+            None => unit,
+        };
+        self.unit_seconds = Some(unit);
+        let step = &self.step;
+        let source_cost: Vec<f64> = step
+            .source_time
+            .iter()
+            .map(|t| t.as_secs_f64() / unit)
+            .collect();
+        let value = step.expected / (cost + source_cost.iter().sum::<f64>());
+        self.value = if self.value == 0.0 {
+            value
+        } else {
+            KEPT_MEMORY * self.value + (1.0 - KEPT_MEMORY) * value
+        };
+        for (i, s) in self.spending.iter_mut().enumerate() {
+            if self.idle_steps[i] == 0 {
+                let spend = step.source_node_cost[i] + source_cost[i];
+                s.gain = KEPT_MEMORY * s.gain + (1.0 - KEPT_MEMORY) * step.source_gain[i];
+                s.spend = KEPT_MEMORY * s.spend + (1.0 - KEPT_MEMORY) * spend;
+            }
+        }
+    }
+
     /// Learns acceptance rates from the step and replays it to source `i` through its tree.
     fn replay(&mut self, i: usize, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         let merged = feedback.tree;
@@ -288,6 +442,10 @@ impl Composite {
             {
                 let rank = usize::from(draft.rank[node]);
                 self.rates.record(i, own.depth(node), rank, self.on_path[m]);
+                if draft.bucket[node] != NO_BUCKET {
+                    self.calibration
+                        .record(i, draft.bucket[node], self.on_path[m]);
+                }
             }
         }
         // The accepted path as far as this source's tree follows it.
@@ -326,7 +484,10 @@ impl Strategy for Composite {
 
     fn begin(&mut self, prompt: &[Token], vocab_size: usize) -> Result<(), DecodeError> {
         self.rates = AcceptanceRates::new(self.sources.len());
+        self.calibration = ScoreCalibration::new(self.sources.len());
         self.kept_recently.fill(1.0);
+        self.spending.fill(SourceSpending::default());
+        (self.unit_seconds, self.value) = (None, 0.0);
         self.idle_steps.fill(0);
         (self.steps, self.candidates, self.kept, self.expected) = (0, 0, 0, 0.0);
         self.skipped = 0;
@@ -343,11 +504,19 @@ impl Strategy for Composite {
         self.builder.reset(pending);
         self.estimate.clear();
         self.estimate.push(1.0);
-        for i in 0..self.sources.len() {
+        let n = self.sources.len();
+        self.step.source_time.clear();
+        self.step.source_time.resize(n, Duration::ZERO);
+        for i in 0..n {
             let prunable = self.sources[i].prunable();
-            let idle = prunable
-                && self.kept_recently[i] < IDLE_BELOW
-                && self.idle_steps[i] + 1 < IDLE_RETRY;
+            let unpaying = match self.budget {
+                NodeBudget::Fixed => self.kept_recently[i] < IDLE_BELOW,
+                NodeBudget::CostAware(_) => {
+                    let s = self.spending[i];
+                    s.gain < self.value * s.spend
+                }
+            };
+            let idle = prunable && unpaying && self.idle_steps[i] + 1 < IDLE_RETRY;
             if idle {
                 self.idle_steps[i] += 1;
                 self.skipped += 1;
@@ -365,7 +534,9 @@ impl Strategy for Composite {
             self.first_new[i] = self.builder.candidates().len();
             let own = &mut self.drafts[i].tree;
             own.reset(pending);
+            let started = Instant::now();
             self.sources[i].draft(&source_ctx, own)?;
+            self.step.source_time[i] += started.elapsed();
             if own.root_token() != pending || own.len() > source_ctx.max_nodes {
                 return Err(DecodeError::State(
                     "a composed source replaced the root or overran its node budget",
@@ -375,17 +546,34 @@ impl Strategy for Composite {
         }
         let size = self.choose_size(ctx.max_nodes);
         self.builder.build(size, tree, &mut self.merged)?;
-        for i in 0..self.sources.len() {
+        self.step.nodes = tree.len();
+        self.step.expected = 1.0;
+        self.step.source_gain.clear();
+        self.step.source_node_cost.clear();
+        for i in 0..n {
+            let first_new = self.first_new[i];
+            let (mut kept, mut gain) = (0, 0.0);
+            for &c in &self.drafts[i].candidate[1..] {
+                if c >= first_new && self.merged[c].is_some() {
+                    kept += 1;
+                    gain += self.estimate[c];
+                }
+            }
+            self.step.expected += gain;
+            self.step.source_gain.push(gain);
+            let node_cost = match &self.budget {
+                NodeBudget::CostAware(curve) => {
+                    curve.cost(tree.len()) - curve.cost(tree.len() - kept)
+                }
+                NodeBudget::Fixed => 0.0,
+            };
+            self.step.source_node_cost.push(node_cost);
             if self.idle_steps[i] == 0 {
-                let first_new = self.first_new[i];
-                let kept = self.drafts[i].candidate[1..]
-                    .iter()
-                    .filter(|&&c| c >= first_new && self.merged[c].is_some())
-                    .count();
                 self.kept_recently[i] =
                     KEPT_MEMORY * self.kept_recently[i] + (1.0 - KEPT_MEMORY) * kept as f64;
             }
         }
+        self.step.drafted_at = Some(Instant::now());
         self.steps += 1;
         self.candidates += self.builder.candidates().len();
         self.kept += tree.len();
@@ -394,13 +582,22 @@ impl Strategy for Composite {
 
     fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         self.rates.forget();
+        self.calibration.forget();
         self.on_path.clear();
         self.on_path.resize(feedback.tree.len(), false);
         for &node in &feedback.verification.path {
             self.on_path[node] = true;
         }
+        let forward = self.step.drafted_at.take().map(|t| t.elapsed());
         for i in 0..self.sources.len() {
+            let started = Instant::now();
             self.replay(i, feedback)?;
+            if let Some(t) = self.step.source_time.get_mut(i) {
+                *t += started.elapsed();
+            }
+        }
+        if let (Some(forward), NodeBudget::CostAware(curve)) = (forward, &self.budget) {
+            self.account_step(forward, curve.cost(self.step.nodes));
         }
         Ok(())
     }

@@ -165,6 +165,16 @@ pub trait Strategy {
         false
     }
 
+    /// The strategy's own estimate, for every node of the tree its last
+    /// [`draft`](Self::draft) built (node order, the root's 1), of the probability that the
+    /// node is accepted: that the model agrees with its whole path. A
+    /// [`Composite`](crate::Composite) calibrates these against what it observes and ranks the
+    /// nodes of all its sources by them. The default, `None`, has no estimates; a composite
+    /// then learns acceptance rates by depth and sibling rank.
+    fn draft_scores(&self) -> Option<&[f32]> {
+        None
+    }
+
     /// Whether the output is exactly that of plain decoding. Only strategies that override
     /// [`verify`](Self::verify) with an approximate rule return `false`.
     fn is_lossless(&self) -> bool {
@@ -212,6 +222,9 @@ macro_rules! forward_strategy {
             }
             fn prunable(&self) -> bool {
                 (**self).prunable()
+            }
+            fn draft_scores(&self) -> Option<&[f32]> {
+                (**self).draft_scores()
             }
             fn is_lossless(&self) -> bool {
                 (**self).is_lossless()

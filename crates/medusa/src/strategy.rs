@@ -296,6 +296,8 @@ pub struct Medusa {
     placed: Vec<Option<NodeId>>,
     /// (depth, rank) of each node of the drafted tree; empty when the step used no heads.
     drafted: Vec<(usize, usize)>,
+    /// The search's score of each node of a dynamic tree (empty for static trees).
+    scores: Vec<f32>,
     accepted_path: Vec<(usize, usize)>,
     stack: Vec<(NodeId, f64)>,
     stats: MedusaStats,
@@ -327,6 +329,7 @@ impl Medusa {
             dynamic: Vec::new(),
             placed: Vec::new(),
             drafted: Vec::new(),
+            scores: Vec::new(),
             accepted_path: Vec::new(),
             stack: Vec::new(),
             stats: MedusaStats::default(),
@@ -480,10 +483,14 @@ impl Medusa {
         }
         self.placed.clear();
         self.placed.push(Some(0));
+        self.scores.push(1.0);
         for node in &self.dynamic[1..] {
             let parent = self.placed[node.parent].unwrap_or(0);
-            self.placed.push(Some(tree.push(parent, node.token)?));
+            let id = tree.push(parent, node.token)?;
+            self.placed.push(Some(id));
             self.drafted.push((node.depth, node.rank));
+            self.scores.resize(tree.len(), 0.0);
+            self.scores[id] = self.scores[id].max(node.score.clamp(0.0, 1.0));
         }
         Ok(())
     }
@@ -561,6 +568,7 @@ impl Strategy for Medusa {
 
     fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
         self.drafted.clear();
+        self.scores.clear();
         self.heads_evaluated = 0;
         let depth = ctx.max_depth.min(self.heads.num_heads());
         if !self.has_input || depth == 0 || ctx.max_nodes <= 1 {
@@ -634,6 +642,12 @@ impl Strategy for Medusa {
 
     fn prunable(&self) -> bool {
         true
+    }
+
+    /// Dynamic trees: each node's score (the product of its path's re-weighted head
+    /// probabilities, capped at 1), uncalibrated; static trees have none.
+    fn draft_scores(&self) -> Option<&[f32]> {
+        (!self.scores.is_empty()).then_some(self.scores.as_slice())
     }
 
     fn is_lossless(&self) -> bool {

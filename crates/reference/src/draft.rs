@@ -84,6 +84,8 @@ pub(crate) struct Drafter {
     map: Vec<Option<NodeId>>,
     /// The calibration of each node of the last drafted tree.
     pub(crate) cells: Vec<NodeCalibration>,
+    /// The acceptance estimate of each node of the last drafted tree (empty: none drafted).
+    pub(crate) node_estimates: Vec<f32>,
     pub(crate) calibration: Calibration,
 }
 
@@ -100,6 +102,7 @@ impl Default for Drafter {
             builder: TreeBuilder::new(0),
             map: Vec::new(),
             cells: Vec::new(),
+            node_estimates: Vec::new(),
             calibration: Calibration::default(),
         }
     }
@@ -126,6 +129,7 @@ impl Drafter {
     ) -> Result<(), TreeError> {
         self.cells.clear();
         self.cells.push(NodeCalibration::default());
+        self.node_estimates.clear();
         self.occurrences.clear();
         matcher.occurrences(query, &mut self.occurrences);
         if self.occurrences.is_empty() || limits.depth == 0 || limits.nodes < 2 {
@@ -181,9 +185,12 @@ impl Drafter {
         };
         self.builder.build(nodes, tree, &mut self.map)?;
         self.cells.resize(tree.len(), NodeCalibration::default());
+        self.node_estimates.clear();
+        self.node_estimates.resize(tree.len(), 0.0);
         for (candidate, node) in self.map.iter().enumerate() {
             if let Some(node) = *node {
                 self.cells[node] = self.candidates[candidate].calibration;
+                self.node_estimates[node] = self.estimates[candidate];
             }
         }
         Ok(())

@@ -201,6 +201,7 @@ impl Strategy for ReferenceStrategy {
         let started = Instant::now();
         self.prompt_len = ctx.prompt_len;
         self.drafter.cells.clear();
+        self.drafter.node_estimates.clear();
         self.sync(ctx.tokens);
         let depth = self.config.k.min(ctx.max_depth);
         let depth = if self.config.mode == Mode::Suffix {
@@ -252,6 +253,12 @@ impl Strategy for ReferenceStrategy {
     /// Drafted nodes may be cut by a composite: observing reads only the accepted count.
     fn prunable(&self) -> bool {
         true
+    }
+
+    /// Suffix mode: each node's learned acceptance estimate (see the crate docs).
+    fn draft_scores(&self) -> Option<&[f32]> {
+        let scores = &self.drafter.node_estimates;
+        (!scores.is_empty()).then_some(scores.as_slice())
     }
 
     /// `match_len`: mean longest match per step; `draft_depth` and `draft_nodes`: mean tree

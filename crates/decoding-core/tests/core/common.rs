@@ -14,6 +14,9 @@ pub(crate) struct RandomDrafts {
     pub(crate) vocab: usize,
     /// Whether a composite may cut this source's tree.
     pub(crate) prunable: bool,
+    /// Whether it scores its nodes (arbitrary scores in [0, 1], root 1).
+    pub(crate) scored: bool,
+    scores: Vec<f32>,
 }
 
 impl RandomDrafts {
@@ -23,6 +26,8 @@ impl RandomDrafts {
             max_nodes,
             vocab: 0,
             prunable: false,
+            scored: false,
+            scores: Vec::new(),
         }
     }
 }
@@ -55,6 +60,13 @@ impl Strategy for RandomDrafts {
             let logits = self.rng.random_bool(0.9);
             tree.push_with(parent, token, logits, decoding_core::SourceSet::EMPTY)?;
         }
+        self.scores.clear();
+        if self.scored {
+            self.scores.push(1.0);
+            for _ in 1..tree.len() {
+                self.scores.push(self.rng.random_range(0.0..=1.0));
+            }
+        }
         Ok(())
     }
 
@@ -64,6 +76,10 @@ impl Strategy for RandomDrafts {
 
     fn prunable(&self) -> bool {
         self.prunable
+    }
+
+    fn draft_scores(&self) -> Option<&[f32]> {
+        self.scored.then_some(self.scores.as_slice())
     }
 }
 

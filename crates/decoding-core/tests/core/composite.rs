@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::common::{Oracle, RandomDrafts};
-use decoding_core::toy::HashModel;
+use decoding_core::toy::{HashModel, WithCost};
 use decoding_core::{
     Composite, CostCurve, DecodeConfig, DecodeError, DraftContext, NodeBudget, Plain, StepFeedback,
     Strategy, Token, TokenTree, generate,
@@ -72,6 +72,9 @@ impl Strategy for Checked {
     fn prunable(&self) -> bool {
         self.inner.prunable
     }
+    fn draft_scores(&self) -> Option<&[f32]> {
+        self.inner.draft_scores()
+    }
 }
 
 proptest! {
@@ -91,6 +94,7 @@ proptest! {
             .map(|&(s, prunable)| {
                 let mut inner = RandomDrafts::new(s, 12);
                 inner.prunable = prunable;
+                inner.scored = s % 2 == 0;
                 Box::new(Checked {
                     inner,
                     model: model.clone(),
@@ -134,6 +138,9 @@ impl<S: Strategy> Strategy for Prunable<S> {
     }
     fn prunable(&self) -> bool {
         true
+    }
+    fn draft_scores(&self) -> Option<&[f32]> {
+        self.0.draft_scores()
     }
 }
 
@@ -210,13 +217,16 @@ impl<S: Strategy> Strategy for Counted<S> {
     fn prunable(&self) -> bool {
         self.0.prunable()
     }
+    fn draft_scores(&self) -> Option<&[f32]> {
+        self.0.draft_scores()
+    }
 }
 
 #[test]
 fn sources_whose_nodes_never_pay_stop_drafting() {
     let model = HashModel::new(64, 3);
     let prompt = [1, 2];
-    let config = DecodeConfig::new(400).with_max_nodes(24);
+    let config = DecodeConfig::new(800).with_max_nodes(24);
     let free = generate(&mut model.clone(), Plain, &prompt, &config, &mut rng()).unwrap();
     let oracle_drafts = Rc::new(RefCell::new(0));
     let noise_drafts = Rc::new(RefCell::new(0));
@@ -232,10 +242,14 @@ fn sources_whose_nodes_never_pay_stop_drafting() {
             noise_drafts.clone(),
         )),
     ];
-    // Each node costs half a step: noise never pays, the oracle's four certain nodes do.
+    // Each node costs half a step: noise never pays, the oracle's four certain nodes do. The
+    // model takes the time the curve says (unit: 200 us), so that the sources' drafting
+    // time, which the composite weighs against it, is as small as with a real model.
     let budget = NodeBudget::CostAware(CostCurve::linear(1.0, 0.5).unwrap());
     let composite = Composite::new(sources, budget).unwrap();
-    let out = generate(&mut model.clone(), composite, &prompt, &config, &mut rng()).unwrap();
+    let unit = std::time::Duration::from_micros(200);
+    let mut timed = WithCost::new(model.clone(), unit, unit / 2);
+    let out = generate(&mut timed, composite, &prompt, &config, &mut rng()).unwrap();
     assert_eq!(out.tokens, free.tokens);
     // One draft per forward pass, the prefill's included.
     let steps = out.stats.forward_passes();
