@@ -32,8 +32,8 @@
 //! **Idle sources rest.** A prunable source that does not pay is asked to draft with a budget
 //! of one node, the root, so that a well-behaved source returns at once and saves its
 //! drafting time (Medusa heads on a CPU can cost more than a forward pass of a small model).
-//! It still observes every step, and drafts in full every 16th step to see whether that
-//! changed. Under a fixed budget a source does not pay when none of its nodes makes the tree
+//! It still observes every step, and drafts in full after 16 steps to see whether that
+//! changed (after twice as many each time it still does not pay, up to 256). Under a fixed budget a source does not pay when none of its nodes makes the tree
 //! (an exponential average of the kept nodes it was first to propose, below 0.05). Under a
 //! cost-aware budget the composite also times each source's drafting and observing, converts
 //! it to units of the cost curve (the time from a draft to its feedback is the forward pass,
@@ -79,6 +79,8 @@ const KEPT_MEMORY: f64 = 0.7;
 const IDLE_BELOW: f64 = 0.05;
 /// An idle source still drafts once in this many steps.
 const IDLE_RETRY: usize = 16;
+/// The longest wait between retries of a source that keeps not paying.
+const IDLE_RETRY_MAX: usize = 256;
 
 /// Tested / accepted counts per (source, depth, sibling rank), and per source, exponentially
 /// forgotten. A key's rate is shrunk towards its source's overall rate, so a key seen
@@ -179,6 +181,11 @@ impl ScoreCalibration {
 struct SourceSpending {
     gain: f64,
     spend: f64,
+    /// Whether a step has been accounted yet (the first one sets the averages).
+    seen: bool,
+    /// Steps an idle source waits before drafting in full again: doubles each time a retry
+    /// finds it still not paying, back to [`IDLE_RETRY`] once it pays.
+    retry: usize,
 }
 
 impl Default for SourceSpending {
@@ -187,7 +194,21 @@ impl Default for SourceSpending {
         Self {
             gain: 1.0,
             spend: 0.0,
+            seen: false,
+            retry: IDLE_RETRY,
         }
+    }
+}
+
+impl SourceSpending {
+    fn record(&mut self, gain: f64, spend: f64) {
+        let mix = |old: f64, new: f64| KEPT_MEMORY * old + (1.0 - KEPT_MEMORY) * new;
+        (self.gain, self.spend) = if self.seen {
+            (mix(self.gain, gain), mix(self.spend, spend))
+        } else {
+            (gain, spend)
+        };
+        self.seen = true;
     }
 }
 
@@ -413,9 +434,7 @@ impl Composite {
         };
         for (i, s) in self.spending.iter_mut().enumerate() {
             if self.idle_steps[i] == 0 {
-                let spend = step.source_node_cost[i] + source_cost[i];
-                s.gain = KEPT_MEMORY * s.gain + (1.0 - KEPT_MEMORY) * step.source_gain[i];
-                s.spend = KEPT_MEMORY * s.spend + (1.0 - KEPT_MEMORY) * spend;
+                s.record(step.source_gain[i], step.source_node_cost[i] + source_cost[i]);
             }
         }
     }
@@ -509,14 +528,21 @@ impl Strategy for Composite {
         self.step.source_time.resize(n, Duration::ZERO);
         for i in 0..n {
             let prunable = self.sources[i].prunable();
-            let unpaying = match self.budget {
-                NodeBudget::Fixed => self.kept_recently[i] < IDLE_BELOW,
-                NodeBudget::CostAware(_) => {
-                    let s = self.spending[i];
-                    s.gain < self.value * s.spend
-                }
-            };
-            let idle = prunable && unpaying && self.idle_steps[i] + 1 < IDLE_RETRY;
+            let unpaying = prunable
+                && match self.budget {
+                    NodeBudget::Fixed => self.kept_recently[i] < IDLE_BELOW,
+                    NodeBudget::CostAware(_) => {
+                        let s = self.spending[i];
+                        s.gain < self.value * s.spend
+                    }
+                };
+            let retry = &mut self.spending[i].retry;
+            let idle = unpaying && self.idle_steps[i] + 1 < *retry;
+            if !unpaying {
+                *retry = IDLE_RETRY;
+            } else if !idle && self.idle_steps[i] > 0 {
+                *retry = (*retry * 2).min(IDLE_RETRY_MAX);
+            }
             if idle {
                 self.idle_steps[i] += 1;
                 self.skipped += 1;
