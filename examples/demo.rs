@@ -18,8 +18,8 @@
 //! overhead = time outside the model per forward pass; speedup = greedy wall-clock time over
 //! the technique's, measured in this run; identical = outputs equal to greedy's.
 
-#[path = "common/mod.rs"]
-mod common;
+#[path = "common/eval_data.rs"]
+mod eval_data;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -116,7 +116,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(dir) => {
             let mut model = llama_cpu::Llama::load(dir)?.with_threads(args.threads);
-            let set = common::eval_data::load_cases(&args.cases)?;
+            let set = eval_data::load_cases(&args.cases)?;
             let mut prompts = Vec::new();
             for task in ["completion", "edit"] {
                 let cases = set.cases.iter().filter(|c| c.task == task);

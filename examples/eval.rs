@@ -27,64 +27,24 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::{
-    CostCurve, DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming,
-};
+use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming};
 use llama_cpu::Llama;
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use rand::SeedableRng;
 
 use common::eval_data::{self, CaseResult};
-use common::{cpu, report};
+use common::run_args::RunArgs;
+use common::{cost, cpu, report};
 
 #[derive(Parser, Debug)]
 #[command(about = "Decode an eval set with one strategy and report tau, overhead and speed")]
 struct Args {
-    /// Model directory (config.json, model.safetensors, ...).
-    #[arg(long, default_value = "assets/pycoder-16m")]
-    model: PathBuf,
-    /// Eval cases (JSON).
-    #[arg(long, default_value = "assets/eval/dev_eval.json")]
-    cases: PathBuf,
-    /// Strategy specification, such as `greedy` or `lookahead:w=15,n=5,g=15`.
-    #[arg(long, default_value = "greedy")]
-    strategy: String,
-    /// Write per-case results (JSON) here.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Decode only the first N cases.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// Nucleus sampling mass.
-    #[arg(long)]
-    top_p: Option<f32>,
-    /// Top-k sampling.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Seed of the sampler (each case gets its own stream derived from it).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Expected outputs (`{case id: [token ids]}`) to compare with.
-    #[arg(long)]
-    expected: Option<PathBuf>,
-    /// Tree node budget per forward pass, root included.
-    #[arg(long, default_value_t = DecodeConfig::DEFAULT_MAX_NODES)]
-    max_nodes: usize,
-    /// Threads per forward pass (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Before decoding, measure the model's forward cost by tree size (1 to 64 nodes over
-    /// the first prompt): what `cost=auto` and plain `composite` use.
-    #[arg(long)]
-    measure_cost: bool,
+    #[command(flatten)]
+    run: RunArgs,
     /// Instead of decoding, print the cost of one forward over k = 1, 2, 4, ..., 128 nodes
     /// on top of a 512-token cache, as a ratio to k = 1.
     #[arg(long)]
@@ -93,38 +53,36 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args.run.threads();
     let started = Instant::now();
-    let mut model = Llama::load(&args.model)?.with_threads(threads);
+    let mut model = Llama::load(&args.run.model)?.with_threads(threads);
     eprintln!(
         "loaded {} in {:.0} ms ({threads} threads)",
-        args.model.display(),
+        args.run.model.display(),
         started.elapsed().as_secs_f64() * 1e3
     );
-    let set = eval_data::load_cases(&args.cases)?;
-    let cases = &set.cases[..args.limit.unwrap_or(usize::MAX).min(set.cases.len())];
+    let set = eval_data::load_cases(&args.run.cases)?;
+    let cases = &set.cases[..args.run.limit.unwrap_or(usize::MAX).min(set.cases.len())];
     if args.cost_curve {
         return cost_curve(&mut model, &cases[0].prompt_ids);
     }
-    let expected = match &args.expected {
+    let expected = match &args.run.expected {
         Some(path) => Some(eval_data::load_expected(path)?),
         None => None,
     };
-    let measured = if args.measure_cost {
-        let curve = measure_cost(&mut model, &cases[0].prompt_ids)?;
-        println!("cost curve: {}", describe_curve(&curve));
+    let measured = if args.run.measure_cost {
+        let curve = cost::measure(&mut model, &cases[0].prompt_ids)?;
+        println!("cost curve: {}", cost::describe(&curve));
         Some(curve)
     } else {
         None
     };
-    let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.model);
+    let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.run.model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
-    let factory = spec::parse(&args.strategy, &env)?;
-    let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
+    let factory = spec::parse(&args.run.strategy, &env)?;
+    let sampling = args.run.sampling()?;
     println!("strategy: {}", factory.describe());
 
     let mut results = Vec::with_capacity(cases.len());
@@ -136,9 +94,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let config = DecodeConfig::new(case.max_new_tokens)
             .with_eos([0])
             .with_sampling(sampling)
-            .with_max_nodes(args.max_nodes);
+            .with_max_nodes(args.run.max_nodes);
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
-            args.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            args.run.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let started = Instant::now();
         let cpu_start = cpu::process_cpu_time();
@@ -214,7 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {name:<32} {value:.4}");
         }
     }
-    if let Some(path) = &args.out {
+    if let Some(path) = &args.run.out {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
         eprintln!("wrote {}", path.display());
     }
@@ -260,27 +218,6 @@ fn explain_difference(
         row[ours as usize] - row[theirs as usize]
     );
     Ok(())
-}
-
-/// The model's forward cost for chains of 1 to 64 nodes over a 512-token context (the
-/// first prompt, repeated): the median of several runs per size.
-fn measure_cost(
-    model: &mut Llama,
-    prompt: &[u32],
-) -> Result<CostCurve, Box<dyn std::error::Error>> {
-    let context: Vec<u32> = prompt.iter().copied().cycle().take(512).collect();
-    let sizes = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
-    Ok(CostCurve::measure(model, &context, &sizes, 15)?)
-}
-
-/// `k:relative cost/...`, the form the `cost` option takes.
-fn describe_curve(curve: &CostCurve) -> String {
-    let points: Vec<String> = curve
-        .points()
-        .iter()
-        .map(|&(k, _)| format!("{k}:{:.2}", curve.relative(k)))
-        .collect();
-    points.join("/")
 }
 
 /// Times one forward over trees of k = 1, 2, 4, ..., 128 nodes on top of a 512-token cache:

@@ -36,7 +36,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -49,56 +48,22 @@ use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFact
 use rand::SeedableRng;
 
 use common::eval_data::{self, Case, CaseResult};
-use common::{cpu, report};
+use common::run_args::RunArgs;
+use common::{cost, cpu, report};
 
 #[derive(Parser, Debug)]
 #[command(
     about = "Decode an eval set with C sequences in flight and compare throughput with C = 1"
 )]
 struct Args {
-    /// Model directory (config.json, model.safetensors, ...).
-    #[arg(long, default_value = "assets/pycoder-16m")]
-    model: PathBuf,
-    /// Eval cases (JSON).
-    #[arg(long, default_value = "assets/eval/dev_eval.json")]
-    cases: PathBuf,
-    /// Strategy specification, such as `greedy` or `lookahead:w=15,n=5,g=15`.
-    #[arg(long, default_value = "greedy")]
-    strategy: String,
+    #[command(flatten)]
+    run: RunArgs,
     /// Sequences in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Rounds of (C = 1, C = concurrency) runs.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Write per-case results (JSON) of the last run with C in flight here.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Decode only the first N cases.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// Nucleus sampling mass.
-    #[arg(long)]
-    top_p: Option<f32>,
-    /// Top-k sampling.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Seed of the sampler (each case gets its own stream derived from it, as in the eval
-    /// runner, so sampled outputs do not depend on the concurrency either).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Expected outputs (`{case id: [token ids]}`) to compare with.
-    #[arg(long)]
-    expected: Option<PathBuf>,
-    /// Tree node budget per sequence and forward pass, root included.
-    #[arg(long, default_value_t = DecodeConfig::DEFAULT_MAX_NODES)]
-    max_nodes: usize,
-    /// Threads per forward pass (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Instead of decoding, print the cost of one forward over B = 1, 2, 4, 8, 16 sequences
     /// of one node each, every sequence on a 512-token cache.
     #[arg(long)]
@@ -172,34 +137,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.concurrency == 0 || args.rounds == 0 {
         return Err("--concurrency and --rounds must be at least 1".into());
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args.run.threads();
     let started = Instant::now();
-    let model = Llama::load(&args.model)?.with_threads(threads);
+    let mut model = Llama::load(&args.run.model)?.with_threads(threads);
     eprintln!(
         "loaded {} in {:.0} ms ({threads} threads)",
-        args.model.display(),
+        args.run.model.display(),
         started.elapsed().as_secs_f64() * 1e3
     );
+    let set = eval_data::load_cases(&args.run.cases)?;
+    let cases = &set.cases[..args.run.limit.unwrap_or(usize::MAX).min(set.cases.len())];
+    let measured = if args.run.measure_cost {
+        let curve = cost::measure(&mut model, &cases[0].prompt_ids)?;
+        println!("cost curve: {}", cost::describe(&curve));
+        Some(curve)
+    } else {
+        None
+    };
     let mut batched = model.batch();
-    let set = eval_data::load_cases(&args.cases)?;
-    let cases = &set.cases[..args.limit.unwrap_or(usize::MAX).min(set.cases.len())];
     if args.batch_curve {
         return batch_curve(&mut batched, &cases[0].prompt_ids);
     }
-    let expected = match &args.expected {
+    let expected = match &args.run.expected {
         Some(path) => Some(eval_data::load_expected(path)?),
         None => None,
     };
-    let env = SpecEnv::new(batched.config().vocab_size).with_model_dir(&args.model);
-    let factory = spec::parse(&args.strategy, &env)?;
+    let mut env = SpecEnv::new(batched.config().vocab_size).with_model_dir(&args.run.model);
+    if let Some(curve) = &measured {
+        env = env.with_cost_curve(curve);
+    }
+    let factory = spec::parse(&args.run.strategy, &env)?;
     println!("strategy: {}", factory.describe());
     let settings = Settings {
         factory: factory.as_ref(),
-        sampling: Sampling::new(args.temperature, args.top_k, args.top_p)?,
-        max_nodes: args.max_nodes,
-        seed: args.seed,
+        sampling: args.run.sampling()?,
+        max_nodes: args.run.max_nodes,
+        seed: args.run.seed,
         expected: expected.as_ref(),
     };
 
@@ -248,7 +221,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     print_throughput(&totals, threads, args.rounds);
-    if let Some(path) = &args.out {
+    if let Some(path) = &args.run.out {
         std::fs::write(path, serde_json::to_string_pretty(&last)?)?;
         eprintln!("wrote {}", path.display());
     }
