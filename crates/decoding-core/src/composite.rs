@@ -37,9 +37,9 @@
 //! (an exponential average of the kept nodes it was first to propose, below 0.05). Under a
 //! cost-aware budget the composite also times each source's drafting and observing, converts
 //! it to units of the cost curve (the time from a draft to its feedback is the forward pass,
-//! whose cost the curve gives), and rests a source whose expected tokens per unit of cost (its
-//! kept nodes' estimates over their share of the forward plus its own time) fall below the
-//! step's average.
+//! whose cost the curve gives), and rests a source whose *surplus* (the expected tokens of its
+//! kept nodes beyond what their share of the forward would yield at the step's rate, averaged
+//! over about 20 steps) is worth less than its own time.
 //!
 //! Verification is always decoding-core's exact verifier: a source's own (possibly lossy)
 //! [`Strategy::verify`] is not used, so a composite is lossless whatever it combines.
@@ -79,6 +79,9 @@ const KEPT_MEMORY: f64 = 0.7;
 const IDLE_BELOW: f64 = 0.05;
 /// An idle source still drafts once in this many steps.
 const IDLE_RETRY: usize = 16;
+/// Weight of the past in a source's averages of surplus and time: long enough to credit a
+/// source that pays only now and then (a reference that matches every few steps).
+const SPENDING_MEMORY: f64 = 0.95;
 /// The longest wait between retries of a source that keeps not paying.
 const IDLE_RETRY_MAX: usize = 256;
 
@@ -175,12 +178,13 @@ impl ScoreCalibration {
 }
 
 /// What a source brings and costs, averaged over the steps it drafted in full (cost-aware
-/// budgets): expected tokens of the kept nodes it was first to propose, and their share of
-/// the forward's cost plus its own drafting and observing time, in units of the cost curve.
+/// budgets), in units of the cost curve: its *surplus*, the expected tokens of the kept nodes
+/// it was first to propose minus what their share of the forward would have yielded at the
+/// step's rate, and the *time* it spent drafting and observing.
 #[derive(Clone, Copy, Debug)]
 struct SourceSpending {
-    gain: f64,
-    spend: f64,
+    surplus: f64,
+    time: f64,
     /// Whether a step has been accounted yet (the first one sets the averages).
     seen: bool,
     /// Steps an idle source waits before drafting in full again: doubles each time a retry
@@ -192,8 +196,8 @@ impl Default for SourceSpending {
     /// Unproven: worth drafting.
     fn default() -> Self {
         Self {
-            gain: 1.0,
-            spend: 0.0,
+            surplus: 1.0,
+            time: 0.0,
             seen: false,
             retry: IDLE_RETRY,
         }
@@ -201,12 +205,12 @@ impl Default for SourceSpending {
 }
 
 impl SourceSpending {
-    fn record(&mut self, gain: f64, spend: f64) {
-        let mix = |old: f64, new: f64| KEPT_MEMORY * old + (1.0 - KEPT_MEMORY) * new;
-        (self.gain, self.spend) = if self.seen {
-            (mix(self.gain, gain), mix(self.spend, spend))
+    fn record(&mut self, surplus: f64, time: f64) {
+        let mix = |old: f64, new: f64| SPENDING_MEMORY * old + (1.0 - SPENDING_MEMORY) * new;
+        (self.surplus, self.time) = if self.seen {
+            (mix(self.surplus, surplus), mix(self.time, time))
         } else {
-            (gain, spend)
+            (surplus, time)
         };
         self.seen = true;
     }
@@ -217,10 +221,12 @@ impl SourceSpending {
 struct StepAccount {
     drafted_at: Option<Instant>,
     nodes: usize,
-    expected: f64,
     source_time: Vec<Duration>,
-    source_gain: Vec<f64>,
     source_node_cost: Vec<f64>,
+    /// The expected tokens of the kept nodes each source was first to propose.
+    source_gain: Vec<f64>,
+    /// The step's expected tokens (the bonus token's 1 included).
+    expected: f64,
 }
 
 /// One source's draft and how its nodes map into the merged tree.
@@ -434,7 +440,8 @@ impl Composite {
         };
         for (i, s) in self.spending.iter_mut().enumerate() {
             if self.idle_steps[i] == 0 {
-                s.record(step.source_gain[i], step.source_node_cost[i] + source_cost[i]);
+                let surplus = step.source_gain[i] - value * step.source_node_cost[i];
+                s.record(surplus, source_cost[i]);
             }
         }
     }
@@ -533,7 +540,7 @@ impl Strategy for Composite {
                     NodeBudget::Fixed => self.kept_recently[i] < IDLE_BELOW,
                     NodeBudget::CostAware(_) => {
                         let s = self.spending[i];
-                        s.gain < self.value * s.spend
+                        s.surplus < self.value * s.time
                     }
                 };
             let retry = &mut self.spending[i].retry;

@@ -195,8 +195,9 @@ fn cost_aware_budget_keeps_only_nodes_that_pay() {
     assert!(steep.stats.accepted_by_source[0] >= steep.stats.accepted());
 }
 
-/// Counts a source's drafts with room for more than the root.
-struct Counted<S>(S, Rc<RefCell<usize>>);
+/// Counts a source's drafts with room for more than the root, each taking at least the
+/// given time (an expensive drafter, such as Medusa heads on a CPU).
+struct Counted<S>(S, Rc<RefCell<usize>>, std::time::Duration);
 
 impl<S: Strategy> Strategy for Counted<S> {
     fn name(&self) -> &str {
@@ -208,6 +209,10 @@ impl<S: Strategy> Strategy for Counted<S> {
     fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
         if ctx.max_nodes > 1 {
             *self.1.borrow_mut() += 1;
+            let started = std::time::Instant::now();
+            while started.elapsed() < self.2 {
+                std::hint::spin_loop();
+            }
         }
         self.0.draft(ctx, tree)
     }
@@ -223,7 +228,7 @@ impl<S: Strategy> Strategy for Counted<S> {
 }
 
 #[test]
-fn sources_whose_nodes_never_pay_stop_drafting() {
+fn expensive_sources_that_do_not_pay_rest() {
     let model = HashModel::new(64, 3);
     let prompt = [1, 2];
     let config = DecodeConfig::new(800).with_max_nodes(24);
@@ -234,20 +239,24 @@ fn sources_whose_nodes_never_pay_stop_drafting() {
         continuation: free.tokens.clone(),
         depth: 4,
     };
+    // The model takes the time the curve below says (unit: 200 us); the noise source takes
+    // two units to draft random tokens out of 64 (hardly ever accepted), the oracle no time.
+    let unit = std::time::Duration::from_micros(200);
     let sources: Vec<Box<dyn Strategy>> = vec![
-        Box::new(Counted(Prunable(oracle), oracle_drafts.clone())),
-        // Random tokens out of 64: hardly ever accepted.
+        Box::new(Counted(
+            Prunable(oracle),
+            oracle_drafts.clone(),
+            std::time::Duration::ZERO,
+        )),
         Box::new(Counted(
             Prunable(RandomDrafts::new(5, 24)),
             noise_drafts.clone(),
+            2 * unit,
         )),
     ];
-    // Each node costs half a step: noise never pays, the oracle's four certain nodes do. The
-    // model takes the time the curve says (unit: 200 us), so that the sources' drafting
-    // time, which the composite weighs against it, is as small as with a real model.
+    // Each node costs half a step: the oracle's four certain nodes pay, noise does not.
     let budget = NodeBudget::CostAware(CostCurve::linear(1.0, 0.5).unwrap());
     let composite = Composite::new(sources, budget).unwrap();
-    let unit = std::time::Duration::from_micros(200);
     let mut timed = WithCost::new(model.clone(), unit, unit / 2);
     let out = generate(&mut timed, composite, &prompt, &config, &mut rng()).unwrap();
     assert_eq!(out.tokens, free.tokens);
@@ -255,7 +264,7 @@ fn sources_whose_nodes_never_pay_stop_drafting() {
     let steps = out.stats.forward_passes();
     let (oracle, noise) = (*oracle_drafts.borrow(), *noise_drafts.borrow());
     assert_eq!(oracle, steps);
-    // Idle after its first few steps, it only drafts in full every 16th step.
+    // Idle after its first steps, it only drafts in full after 16, 32, 64, ... steps.
     assert!(
         noise < steps / 4,
         "noise drafted {noise} times in {steps} steps"
