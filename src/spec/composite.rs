@@ -12,8 +12,10 @@ use super::{CaseInputs, SpecEnv, SpecError, SpecOptions, StrategyFactory, cost_o
 /// `budget=fixed` fills the decoder's node budget every step; `budget=cost` sizes each step's
 /// tree to maximise expected tokens per unit of forward time on the cost curve (`cost=CURVE`,
 /// or `cost=auto` for the curve the caller measured). Plain `composite` picks the default for
-/// the model given: [`COMPOSITE_SOURCES_WITH_HEADS`](super::COMPOSITE_SOURCES_WITH_HEADS) when the model directory holds Medusa heads,
-/// [`COMPOSITE_SOURCES`](super::COMPOSITE_SOURCES) otherwise, and `budget=cost` when a measured curve is at hand.
+/// the model given: `budget=cost` when a measured curve is at hand, and the sources
+/// [`COMPOSITE_SOURCES_WITH_HEADS`](super::COMPOSITE_SOURCES_WITH_HEADS) when the model
+/// directory holds Medusa heads, otherwise [`COMPOSITE_SOURCES`](super::COMPOSITE_SOURCES)
+/// (fixed budget) or [`COMPOSITE_SOURCES_COST_AWARE`](super::COMPOSITE_SOURCES_COST_AWARE).
 pub(super) struct CompositeFactory {
     sources: Vec<Box<dyn StrategyFactory>>,
     budget: Option<CostCurve>,
@@ -21,6 +23,10 @@ pub(super) struct CompositeFactory {
 
 /// Default sources for a model without Medusa heads.
 pub const COMPOSITE_SOURCES: &str = "reference+lookahead:w=5;n=3;g=5";
+
+/// Default sources for a model without Medusa heads under a cost-aware budget: lookahead's
+/// window cannot be cut, so it would be paid for in full every step.
+pub const COMPOSITE_SOURCES_COST_AWARE: &str = "reference";
 
 /// Default sources for a model whose directory holds Medusa heads.
 pub const COMPOSITE_SOURCES_WITH_HEADS: &str = "reference+medusa";
@@ -34,34 +40,10 @@ impl CompositeFactory {
         let has_heads = env
             .model_dir
             .is_some_and(|dir| dir.join("medusa_heads.safetensors").exists());
-        let sources = options.get("sources").unwrap_or_else(|| {
-            let default = if has_heads {
-                COMPOSITE_SOURCES_WITH_HEADS
-            } else {
-                COMPOSITE_SOURCES
-            };
-            default.to_string()
-        });
+        let sources = options.get("sources");
         let budget = options.get("budget");
         let cost = options.get("cost");
         options.finish()?;
-
-        let sources = sources
-            .split('+')
-            .map(|source| {
-                let source = source.trim().replace(';', ",");
-                if source.split(':').next() == Some("composite") {
-                    return Err(bad("sources", "a composite cannot nest".to_string()));
-                }
-                super::parse(&source, env)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if sources.len() > decoding_core::SourceId::MAX {
-            return Err(bad(
-                "sources",
-                format!("at most {} sources", decoding_core::SourceId::MAX),
-            ));
-        }
         let curve = cost
             .as_deref()
             .map(|raw| cost_option(raw, env))
@@ -82,6 +64,30 @@ impl CompositeFactory {
                 return Err(bad("budget", format!("`{other}`: expected fixed or cost")));
             }
         };
+        let sources = sources.unwrap_or_else(|| {
+            let default = match (has_heads, &budget) {
+                (true, _) => COMPOSITE_SOURCES_WITH_HEADS,
+                (false, None) => COMPOSITE_SOURCES,
+                (false, Some(_)) => COMPOSITE_SOURCES_COST_AWARE,
+            };
+            default.to_string()
+        });
+        let sources = sources
+            .split('+')
+            .map(|source| {
+                let source = source.trim().replace(';', ",");
+                if source.split(':').next() == Some("composite") {
+                    return Err(bad("sources", "a composite cannot nest".to_string()));
+                }
+                super::parse(&source, env)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if sources.len() > decoding_core::SourceId::MAX {
+            return Err(bad(
+                "sources",
+                format!("at most {} sources", decoding_core::SourceId::MAX),
+            ));
+        }
         Ok(Self { sources, budget })
     }
 }

@@ -12,7 +12,9 @@ use decoding_core::{CostCurve, Strategy, Token};
 
 mod composite;
 
-pub use composite::{COMPOSITE_SOURCES, COMPOSITE_SOURCES_WITH_HEADS};
+pub use composite::{
+    COMPOSITE_SOURCES, COMPOSITE_SOURCES_COST_AWARE, COMPOSITE_SOURCES_WITH_HEADS,
+};
 
 /// A malformed or unknown specification.
 #[derive(Debug, thiserror::Error)]
