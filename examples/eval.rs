@@ -246,22 +246,10 @@ fn cost_curve(model: &mut Llama, prompt: &[u32]) -> Result<(), Box<dyn std::erro
                 bushy_tree(&context, k, 4)?
             };
             let mut logits = Array2::zeros((tree.logits_rows(), model.vocab_size()));
-            let (mut best, mut runs) = (f64::INFINITY, 0u32);
-            let (cpu_start, started) = (cpu::process_cpu_time(), Instant::now());
-            while runs < 5 || started.elapsed() < Duration::from_secs(1) {
-                let one = Instant::now();
-                model.forward(&tree, logits.view_mut())?;
-                best = best.min(one.elapsed().as_secs_f64() * 1e3);
-                runs += 1;
-            }
-            let cpu = cpu_start
-                .zip(cpu::process_cpu_time())
-                .map_or(f64::NAN, |(a, b)| {
-                    (b - a).as_secs_f64() * 1e3 / f64::from(runs)
-                });
+            let (best, cpu) = cost::time_calls(|| model.forward(&tree, logits.view_mut()))?;
             model.truncate(CACHE)?;
             table.entry(k).or_default()[shape] = (best, cpu);
-            eprintln!("{name} k={k}: best {best:.3} ms, cpu {cpu:.3} ms per forward ({runs} runs)");
+            eprintln!("{name} k={k}: best {best:.3} ms, cpu {cpu:.3} ms per forward");
         }
     }
     println!(

@@ -384,19 +384,7 @@ fn batch_curve(model: &mut BatchLlama, prompt: &[u32]) -> Result<(), Box<dyn std
     for &b in &sizes {
         let items: Vec<_> = sequences[..b].iter().map(|&seq| (seq, &next)).collect();
         let mut logits = Array2::zeros((b, model.vocab_size()));
-        let (mut best, mut runs) = (f64::INFINITY, 0u32);
-        let (cpu_start, started) = (cpu::process_cpu_time(), Instant::now());
-        while runs < 5 || started.elapsed() < Duration::from_secs(1) {
-            let one = Instant::now();
-            model.forward_batch(&items, logits.view_mut())?;
-            best = best.min(one.elapsed().as_secs_f64() * 1e3);
-            runs += 1;
-        }
-        let cpu = cpu_start
-            .zip(cpu::process_cpu_time())
-            .map_or(f64::NAN, |(a, b)| {
-                (b - a).as_secs_f64() * 1e3 / f64::from(runs)
-            });
+        let (best, cpu) = cost::time_calls(|| model.forward_batch(&items, logits.view_mut()))?;
         let per_sequence = cpu / b as f64;
         let base = *single.get_or_insert(per_sequence);
         println!(
