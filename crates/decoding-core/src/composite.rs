@@ -14,13 +14,13 @@
 //! of each bucket were tested and accepted, starting from the bucket's centre, so a source
 //! whose scores are too optimistic or too shy is corrected as the steps come in.
 //!
-//! **Otherwise scores are learned.** For every (source, depth, sibling rank) the composite counts how
-//! often a node was *tested* (its parent was accepted and it had logits) and how often it was
-//! accepted; a node's acceptance estimate is its parent's times that rate. A rate is shrunk
-//! towards the source's overall rate (itself starting from an optimistic prior of 1), so a
-//! rarely seen key starts from what its source usually achieves. Counts are forgotten by 1%
-//! per step, so a source that stopped paying off is
-//! tried again once its record fades. Sources that need every drafted node (the default, see
+//! **Otherwise scores are learned.** For every (source, depth, sibling rank) the composite
+//! counts how often a node was *tested* (its parent was accepted and it had logits) and how
+//! often it was accepted; a node's acceptance estimate is its parent's times that rate. A
+//! rate is shrunk towards the source's overall rate (itself starting from an optimistic prior
+//! of 1), so a rarely seen key starts from what its source usually achieves. Counts are
+//! forgotten by 1% per step, so a source that stopped paying off is tried again once its
+//! record fades. Sources that need every drafted node (the default, see
 //! [`Strategy::prunable`]) share a reserved part of the budget and are never cut.
 //!
 //! **Budget.** [`NodeBudget::Fixed`] fills the decoder's `max_nodes`. [`NodeBudget::CostAware`]
@@ -33,13 +33,14 @@
 //! of one node, the root, so that a well-behaved source returns at once and saves its
 //! drafting time (Medusa heads on a CPU can cost more than a forward pass of a small model).
 //! It still observes every step, and drafts in full after 16 steps to see whether that
-//! changed (after twice as many each time it still does not pay, up to 256). Under a fixed budget a source does not pay when none of its nodes makes the tree
-//! (an exponential average of the kept nodes it was first to propose, below 0.05). Under a
-//! cost-aware budget the composite also times each source's drafting and observing, converts
-//! it to units of the cost curve (the time from a draft to its feedback is the forward pass,
-//! whose cost the curve gives), and rests a source whose *surplus* (the expected tokens of its
-//! kept nodes beyond what their share of the forward would yield at the step's rate, averaged
-//! over about 20 steps) is worth less than its own time.
+//! changed (after twice as many each time it still does not pay, up to 256). Under a fixed
+//! budget a source does not pay when none of its nodes makes the tree (an exponential average
+//! of the kept nodes it was first to propose, below 0.05). Under a cost-aware budget the
+//! composite also times each source's drafting and observing, converts it to units of the
+//! cost curve (the time from a draft to its feedback is the forward pass, whose cost the
+//! curve gives), and rests a source whose *surplus* (the expected tokens of its kept nodes
+//! beyond what their share of the forward would yield at the step's rate, averaged over about
+//! 20 steps) is worth less than its own time.
 //!
 //! Verification is always decoding-core's exact verifier: a source's own (possibly lossy)
 //! [`Strategy::verify`] is not used, so a composite is lossless whatever it combines.
