@@ -18,6 +18,8 @@
 //!   budget, fixed or sized by the model's [`CostCurve`];
 //! * [`decode_batch`] over a [`BatchLogitsModel`]: many sequences, each with its own strategy,
 //!   sharing every forward pass;
+//! * [`enumerate_draws`] and [`target_probability`]: exact output distributions, to test
+//!   that a strategy is lossless under sampling;
 //! * [`toy`]: small deterministic models for tests, examples and benchmarks.
 //!
 //! ```
@@ -37,6 +39,7 @@ mod composite;
 mod cost_curve;
 mod decoder;
 mod error;
+mod exact;
 mod generate;
 mod model;
 mod sampling;
@@ -55,6 +58,7 @@ pub use decoder::{
     DecodeConfig, Decoder, ModelExtras, NoExtras, StepExtras, StepOutcome, StopReason,
 };
 pub use error::{DecodeError, ModelError, TreeError};
+pub use exact::{enumerate_draws, target_probability};
 pub use generate::{Generation, generate, generate_streaming};
 pub use model::{HeadLogits, HiddenStates, LogitsModel, TreeSupport};
 pub use sampling::{Draw, InvalidLogits, Sampling, argmax};

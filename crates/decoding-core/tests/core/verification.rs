@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Enumerator, RandomDrafts, random_tree};
+use crate::common::{RandomDrafts, random_tree};
 use decoding_core::toy::HashModel;
 use decoding_core::{
-    DecodeConfig, Plain, Sampling, Token, TokenTree, Verification, argmax, generate, verify_tree,
+    DecodeConfig, Plain, Sampling, Token, TokenTree, Verification, argmax, enumerate_draws,
+    generate, verify_tree,
 };
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -127,15 +128,13 @@ proptest! {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let tree = random_tree(&mut rng, 0, vocab, nodes);
         let logits = random_logits(&mut rng, tree.logits_rows(), vocab as usize, false);
-        let mut enumerated: BTreeMap<Vec<Token>, f64> = BTreeMap::new();
-        let mut e = Enumerator::default();
         let mut out = Verification::default();
-        while e.next_run() {
-            verify_tree(&tree, 0, logits.view(), &sampling, &mut e, &mut Vec::new(), &mut out).unwrap();
+        let enumerated = enumerate_draws(|draw| {
+            verify_tree(&tree, 0, logits.view(), &sampling, draw, &mut Vec::new(), &mut out).unwrap();
             let mut emitted: Vec<Token> = out.path[1..].iter().map(|&n| tree.token(n)).collect();
             emitted.push(out.bonus);
-            *enumerated.entry(emitted).or_default() += e.probability;
-        }
+            emitted
+        }).unwrap();
         let mut expected = BTreeMap::new();
         residual_rule(&tree, &logits, &sampling, 0, &mut Vec::new(), 1.0, &mut expected);
         let total: f64 = enumerated.values().sum();
@@ -157,17 +156,13 @@ proptest! {
         let config = DecodeConfig::new(max_new).with_sampling(sampling).with_max_nodes(8);
         let distribution = |drafts: bool| {
             let mut model = HashModel::with_order(vocab as usize, seed, 2, 2.0).unwrap();
-            let mut result: BTreeMap<Vec<Token>, f64> = BTreeMap::new();
-            let mut e = Enumerator::default();
-            while e.next_run() {
-                let out = if drafts {
-                    generate(&mut model, RandomDrafts::new(draft_seed, 8), &[1], &config, &mut e)
+            enumerate_draws(|draw| {
+                if drafts {
+                    generate(&mut model, RandomDrafts::new(draft_seed, 8), &[1], &config, draw)
                 } else {
-                    generate(&mut model, Plain, &[1], &config, &mut e)
-                }.unwrap();
-                *result.entry(out.tokens).or_default() += e.probability;
-            }
-            result
+                    generate(&mut model, Plain, &[1], &config, draw)
+                }.unwrap().tokens
+            }).unwrap()
         };
         let (plain, drafted) = (distribution(false), distribution(true));
         prop_assert_eq!(plain.len(), drafted.len());

@@ -1,12 +1,11 @@
 //! Test helpers: random heads, a toy engine whose heads know the future (so drafts are
-//! often accepted), and an exhaustive enumerator of sampling outcomes.
+//! often accepted).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use decoding_core::toy::HashModel;
 use decoding_core::{
-    Draw, HeadLogits, HiddenStates, LogitsModel, ModelError, NodeId, Token, TokenTree, argmax,
+    HeadLogits, HiddenStates, LogitsModel, ModelError, NodeId, Token, TokenTree, argmax,
 };
 use medusa::{HeadWeights, MedusaHeads, ResBlock};
 use ndarray::{Array1, Array2, ArrayViewMut2};
@@ -167,60 +166,5 @@ impl HeadLogits for OracleHeads {
             row[target as usize] += 5.0;
         }
         Ok(())
-    }
-}
-
-/// A [`Draw`] that follows a script of choices and then takes the first possible index,
-/// recording each choice and its alternatives, so that re-running with backtracked scripts
-/// visits every outcome once (depth first).
-struct Enumerator {
-    script: Vec<usize>,
-    record: Vec<(usize, Vec<usize>)>,
-    probability: f64,
-}
-
-impl Draw for Enumerator {
-    fn uniform(&mut self) -> f64 {
-        panic!("verification and sampling draw through categorical only")
-    }
-
-    fn categorical(&mut self, weights: &[f64]) -> usize {
-        let options: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0.0).collect();
-        let total: f64 = weights.iter().sum();
-        let choice = self
-            .script
-            .get(self.record.len())
-            .copied()
-            .unwrap_or(options[0]);
-        self.probability *= weights[choice] / total;
-        self.record.push((choice, options));
-        choice
-    }
-}
-
-/// The exact probability of every output of `run` over all outcomes of its draws.
-pub(crate) fn enumerate(
-    mut run: impl FnMut(&mut dyn Draw) -> Vec<Token>,
-) -> BTreeMap<Vec<Token>, f64> {
-    let mut outcomes = BTreeMap::new();
-    let mut script = Vec::new();
-    loop {
-        let mut draw = Enumerator {
-            script: script.clone(),
-            record: Vec::new(),
-            probability: 1.0,
-        };
-        let out = run(&mut draw);
-        *outcomes.entry(out).or_insert(0.0) += draw.probability;
-        let backtrack = (0..draw.record.len()).rev().find_map(|i| {
-            let (choice, options) = &draw.record[i];
-            let at = options.iter().position(|o| o == choice)?;
-            options.get(at + 1).map(|&next| (i, next))
-        });
-        let Some((i, next)) = backtrack else {
-            return outcomes;
-        };
-        script = draw.record[..i].iter().map(|(c, _)| *c).collect();
-        script.push(next);
     }
 }

@@ -3,37 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{OracleHeads, arc_heads, enumerate, rng};
+use crate::common::{OracleHeads, arc_heads, rng};
 use decoding_core::toy::HashModel;
 use decoding_core::{
-    DecodeConfig, LogitsModel, Plain, Sampling, Strategy, Token, TokenTree, generate,
+    DecodeConfig, Plain, Sampling, Strategy, Token, enumerate_draws, generate, target_probability,
 };
 use medusa::{Acceptance, HeadSource, Medusa, MedusaConfig, TypicalAcceptance};
-use ndarray::Array2;
 use proptest::prelude::*;
-
-/// The target probability of `output` after `prompt`, from fresh forwards of each context.
-fn target_probability(
-    model: &mut dyn LogitsModel,
-    prompt: &[Token],
-    output: &[Token],
-    sampling: &Sampling,
-) -> f64 {
-    let vocab = model.vocab_size();
-    let mut probability = 1.0;
-    let mut probs = Vec::new();
-    for i in 0..output.len() {
-        let context: Vec<Token> = prompt.iter().chain(&output[..i]).copied().collect();
-        model.reset().unwrap();
-        let tree = TokenTree::from_chain(&context).unwrap();
-        let mut logits = Array2::zeros((tree.logits_rows(), vocab));
-        model.forward(&tree, logits.view_mut()).unwrap();
-        let last = logits.row(context.len() - 1).to_vec();
-        sampling.distribution(&last, &mut probs).unwrap();
-        probability *= probs[output[i] as usize];
-    }
-    probability
-}
 
 fn distribution_of(
     model: &mut OracleHeads,
@@ -41,11 +17,12 @@ fn distribution_of(
     prompt: &[Token],
     config: &DecodeConfig,
 ) -> BTreeMap<Vec<Token>, f64> {
-    enumerate(|draw| {
+    enumerate_draws(|draw| {
         generate(&mut *model, make(), prompt, config, draw)
             .unwrap()
             .tokens
     })
+    .unwrap()
 }
 
 proptest! {
@@ -73,7 +50,7 @@ proptest! {
         let total: f64 = outcomes.values().sum();
         prop_assert!((total - 1.0).abs() < 1e-9);
         for (output, &p) in &outcomes {
-            let target = target_probability(&mut model, &prompt, output, &sampling);
+            let target = target_probability(&mut model, &prompt, output, &sampling).unwrap();
             prop_assert!((p - target).abs() < 1e-9, "{output:?}: {p} vs {target}");
         }
     }
@@ -116,7 +93,7 @@ fn typical_acceptance_is_lossy_and_says_so() {
         let make = || -> Box<dyn Strategy> { Box::new(typical()) };
         let outcomes = distribution_of(&mut model, &make, &prompt, &config);
         outcomes.iter().any(|(output, &p)| {
-            (p - target_probability(&mut model, &prompt, output, &sampling)).abs() > 1e-3
+            (p - target_probability(&mut model, &prompt, output, &sampling).unwrap()).abs() > 1e-3
         })
     });
     assert!(
