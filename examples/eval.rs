@@ -53,30 +53,13 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let threads = args.run.threads();
-    let started = Instant::now();
-    let mut model = Llama::load(&args.run.model)?.with_threads(threads);
-    eprintln!(
-        "loaded {} in {:.0} ms ({threads} threads)",
-        args.run.model.display(),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let set = eval_data::load_cases(&args.run.cases)?;
-    let cases = &set.cases[..args.run.limit.unwrap_or(usize::MAX).min(set.cases.len())];
+    let mut model = args.run.load_model()?;
+    let cases = args.run.cases()?;
     if args.cost_curve {
         return cost_curve(&mut model, &cases[0].prompt_ids);
     }
-    let expected = match &args.run.expected {
-        Some(path) => Some(eval_data::load_expected(path)?),
-        None => None,
-    };
-    let measured = if args.run.measure_cost {
-        let curve = cost::measure(&mut model, &cases[0].prompt_ids)?;
-        println!("cost curve: {}", cost::describe(&curve));
-        Some(curve)
-    } else {
-        None
-    };
+    let expected = args.run.expected()?;
+    let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
     let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.run.model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);

@@ -42,7 +42,7 @@ use clap::Parser;
 use decoding_core::{
     BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Sampling, TokenTree, decode_batch,
 };
-use llama_cpu::{BatchLlama, Llama};
+use llama_cpu::BatchLlama;
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
 use rand::SeedableRng;
@@ -138,30 +138,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--concurrency and --rounds must be at least 1".into());
     }
     let threads = args.run.threads();
-    let started = Instant::now();
-    let mut model = Llama::load(&args.run.model)?.with_threads(threads);
-    eprintln!(
-        "loaded {} in {:.0} ms ({threads} threads)",
-        args.run.model.display(),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let set = eval_data::load_cases(&args.run.cases)?;
-    let cases = &set.cases[..args.run.limit.unwrap_or(usize::MAX).min(set.cases.len())];
-    let measured = if args.run.measure_cost {
-        let curve = cost::measure(&mut model, &cases[0].prompt_ids)?;
-        println!("cost curve: {}", cost::describe(&curve));
-        Some(curve)
-    } else {
-        None
-    };
+    let mut model = args.run.load_model()?;
+    let cases = args.run.cases()?;
+    let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
     let mut batched = model.batch();
     if args.batch_curve {
         return batch_curve(&mut batched, &cases[0].prompt_ids);
     }
-    let expected = match &args.run.expected {
-        Some(path) => Some(eval_data::load_expected(path)?),
-        None => None,
-    };
+    let expected = args.run.expected()?;
     let mut env = SpecEnv::new(batched.config().vocab_size).with_model_dir(&args.run.model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
@@ -185,7 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last = Vec::new();
     for round in 1..=args.rounds {
         for &concurrency in &levels {
-            let run = serve(&mut batched, cases, &settings, concurrency)?;
+            let run = serve(&mut batched, &cases, &settings, concurrency)?;
             let differ: Vec<&str> = run
                 .results
                 .iter()

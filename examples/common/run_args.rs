@@ -1,8 +1,13 @@
 //! The command-line options the eval runner and the serving example share.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
-use decoding_core::{DecodeConfig, Sampling};
+use decoding_core::{CostCurve, DecodeConfig, Sampling};
+use llama_cpu::Llama;
+
+use super::{cost, eval_data};
 
 /// What to decode, with which strategy and sampling, and where the results go.
 #[derive(clap::Args, Debug)]
@@ -55,6 +60,48 @@ impl RunArgs {
     pub(crate) fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Loads the model with the threads asked for, saying how long it took.
+    pub(crate) fn load_model(&self) -> Result<Llama, Box<dyn std::error::Error>> {
+        let threads = self.threads();
+        let started = Instant::now();
+        let model = Llama::load(&self.model)?.with_threads(threads);
+        eprintln!(
+            "loaded {} in {:.0} ms ({threads} threads)",
+            self.model.display(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(model)
+    }
+
+    /// The cases to decode (the first `--limit` of them).
+    pub(crate) fn cases(&self) -> Result<Vec<eval_data::Case>, String> {
+        let mut cases = eval_data::load_cases(&self.cases)?.cases;
+        cases.truncate(self.limit.unwrap_or(usize::MAX));
+        Ok(cases)
+    }
+
+    /// The expected outputs, if `--expected` names them.
+    pub(crate) fn expected(&self) -> Result<Option<BTreeMap<String, Vec<u32>>>, String> {
+        self.expected
+            .as_ref()
+            .map(|path| eval_data::load_expected(path))
+            .transpose()
+    }
+
+    /// With `--measure-cost`, the model's cost curve over `prompt` (printed).
+    pub(crate) fn measure_cost(
+        &self,
+        model: &mut Llama,
+        prompt: &[u32],
+    ) -> Result<Option<CostCurve>, Box<dyn std::error::Error>> {
+        if !self.measure_cost {
+            return Ok(None);
+        }
+        let curve = cost::measure(model, prompt)?;
+        println!("cost curve: {}", cost::describe(&curve));
+        Ok(Some(curve))
     }
 
     /// The sampling the options describe.
