@@ -11,12 +11,12 @@
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
-use decoding_core::{DecodeError, NodeId, Sampling, Token, Verification, verify_tree};
+use decoding_core::{DecodeError, NodeId, Sampling, Verification, verify_tree};
 use libfuzzer_sys::fuzz_target;
 use parallel_decoding_fuzz::sampling::{
     ReplayDraw, arbitrary_logits, favour_children, naive_argmax,
 };
-use parallel_decoding_fuzz::tree::{arbitrary_tree, node_with_path};
+use parallel_decoding_fuzz::tree::{arbitrary_tree, plain_walk};
 
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let vocab = u.int_in_range(1..=8)?;
@@ -57,22 +57,15 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     }
 
     // The oracle: greedy decoding through the tree, nodes found by their token paths.
-    let mut path = vec![start];
-    let mut tokens = tree.path_tokens(start);
-    let bonus: Token = loop {
-        let node = *path.last().unwrap();
-        let Some(next) = naive_argmax(&row(node)) else {
+    let (path, bonus) = match plain_walk(&tree, start, |node| naive_argmax(&row(node))) {
+        Ok(walk) => walk,
+        Err(node) => {
             let bad = tree.logits_row(node).unwrap();
             assert!(
                 matches!(result, Err(DecodeError::InvalidLogits { row }) if row == bad),
                 "NaN at row {bad}: {result:?}"
             );
             return Ok(());
-        };
-        tokens.push(next);
-        match node_with_path(&tree, &tokens) {
-            Some(child) if tree.needs_logits(child) => path.push(child),
-            _ => break next,
         }
     };
     result.unwrap();

@@ -14,13 +14,13 @@
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
-use decoding_core::{DecodeError, NodeId, Token, Verification, verify_tree};
+use decoding_core::{DecodeError, NodeId, Verification, verify_tree};
 use libfuzzer_sys::fuzz_target;
 use parallel_decoding_fuzz::sampling::{
     ReplayDraw, arbitrary_logits, arbitrary_sampling, check_distribution, check_draw,
     favour_children,
 };
-use parallel_decoding_fuzz::tree::{arbitrary_tree, node_with_path};
+use parallel_decoding_fuzz::tree::{arbitrary_tree, plain_walk};
 
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let vocab = u.int_in_range(1..=8)?;
@@ -58,25 +58,20 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
 
     // Oracle 1: plain sampling with the same draws, through the tree by token paths.
     let mut plain_draw = ReplayDraw::new(&raw);
-    let mut path = vec![start];
-    let mut tokens = tree.path_tokens(start);
-    let bonus: Token = loop {
-        let node = *path.last().unwrap();
-        let next = match sampling.sample(&row(node), &mut plain_draw, &mut scratch) {
-            Ok(next) => next,
-            Err(_) => {
-                let bad = tree.logits_row(node).unwrap();
-                assert!(
-                    matches!(result, Err(DecodeError::InvalidLogits { row }) if row == bad),
-                    "invalid logits at row {bad}: {result:?}"
-                );
-                return Ok(());
-            }
-        };
-        tokens.push(next);
-        match node_with_path(&tree, &tokens) {
-            Some(child) if tree.needs_logits(child) => path.push(child),
-            _ => break next,
+    let walk = plain_walk(&tree, start, |node| {
+        sampling
+            .sample(&row(node), &mut plain_draw, &mut scratch)
+            .ok()
+    });
+    let (path, bonus) = match walk {
+        Ok(walk) => walk,
+        Err(node) => {
+            let bad = tree.logits_row(node).unwrap();
+            assert!(
+                matches!(result, Err(DecodeError::InvalidLogits { row }) if row == bad),
+                "invalid logits at row {bad}: {result:?}"
+            );
+            return Ok(());
         }
     };
     result.unwrap();

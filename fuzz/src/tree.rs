@@ -78,6 +78,28 @@ pub fn node_with_path(tree: &TokenTree, tokens: &[Token]) -> Option<NodeId> {
     (0..tree.len()).find(|&n| tree.path_tokens(n) == tokens)
 }
 
+/// Plain decoding walked through `tree` from `start`: `next(node)` is the token plain decoding
+/// emits after `node`'s path (`None` when its logits are invalid); the walk moves to the node
+/// carrying that token (found by its token path) while it asks for logits. Returns the path
+/// and the bonus token, or the node whose logits were invalid.
+pub fn plain_walk(
+    tree: &TokenTree,
+    start: NodeId,
+    mut next: impl FnMut(NodeId) -> Option<Token>,
+) -> Result<(Vec<NodeId>, Token), NodeId> {
+    let mut path = vec![start];
+    let mut tokens = tree.path_tokens(start);
+    loop {
+        let node = *path.last().unwrap();
+        let token = next(node).ok_or(node)?;
+        tokens.push(token);
+        match node_with_path(tree, &tokens) {
+            Some(child) if tree.needs_logits(child) => path.push(child),
+            _ => return Ok((path, token)),
+        }
+    }
+}
+
 /// An arbitrary valid tree of at most `max_nodes` nodes over tokens `0..=vocab` (one past the
 /// vocabulary, so out-of-vocabulary drafts occur), most nodes asking for logits.
 ///
