@@ -384,7 +384,7 @@ impl Composite {
         Ok(())
     }
 
-    /// How many of the ranked candidates to keep.
+    /// How many of the ranked candidates to keep; notes the step's expected tokens.
     fn choose_size(&mut self, max_nodes: usize) -> usize {
         self.builder.rank();
         let ranked = self.builder.ranked();
@@ -395,7 +395,8 @@ impl Composite {
             .count()
             .clamp(1, limit);
         let mut expected = 1.0;
-        let mut best = (forced, 0.0);
+        // (size, its value, its expected tokens)
+        let mut best = (forced, 0.0, 1.0);
         for (n, &candidate) in ranked.iter().enumerate().take(limit) {
             if n > 0 {
                 expected += self.estimate[candidate];
@@ -406,15 +407,11 @@ impl Composite {
                 NodeBudget::CostAware(curve) => expected / curve.cost(size),
             };
             if size >= forced && value > best.1 {
-                best = (size, value);
+                best = (size, value, expected);
             }
         }
-        self.expected += ranked
-            .iter()
-            .take(best.0)
-            .skip(1)
-            .map(|&c| self.estimate[c])
-            .sum::<f64>();
+        self.step.expected = best.2;
+        self.expected += best.2 - 1.0;
         best.0
     }
 
@@ -581,7 +578,6 @@ impl Strategy for Composite {
         let size = self.choose_size(ctx.max_nodes);
         self.builder.build(size, tree, &mut self.merged)?;
         self.step.nodes = tree.len();
-        self.step.expected = 1.0;
         self.step.source_gain.clear();
         self.step.source_node_cost.clear();
         for i in 0..n {
@@ -593,7 +589,6 @@ impl Strategy for Composite {
                     gain += self.estimate[c];
                 }
             }
-            self.step.expected += gain;
             self.step.source_gain.push(gain);
             let node_cost = match &self.budget {
                 NodeBudget::CostAware(curve) => {
