@@ -36,13 +36,3 @@ pub(crate) fn measure(
     let sizes = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
     Ok(CostCurve::measure(model, &context, &sizes, 15)?)
 }
-
-/// `k:relative cost/...`, the form the `cost` option takes.
-pub(crate) fn describe(curve: &CostCurve) -> String {
-    let points: Vec<String> = curve
-        .points()
-        .iter()
-        .map(|&(k, _)| format!("{k}:{:.2}", curve.relative(k)))
-        .collect();
-    points.join("/")
-}

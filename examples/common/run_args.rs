@@ -100,7 +100,7 @@ impl RunArgs {
             return Ok(None);
         }
         let curve = cost::measure(model, prompt)?;
-        println!("cost curve: {}", cost::describe(&curve));
+        println!("cost curve: {curve:.2}");
         Ok(Some(curve))
     }
 

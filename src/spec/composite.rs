@@ -2,7 +2,7 @@
 
 use decoding_core::{Composite, CostCurve, NodeBudget, Strategy};
 
-use super::{CaseInputs, SpecEnv, SpecError, SpecOptions, StrategyFactory, cost_option, cost_text};
+use super::{CaseInputs, SpecEnv, SpecError, SpecOptions, StrategyFactory, cost_option};
 
 /// `composite[:sources=S1+S2+...,budget=fixed|cost,cost=auto|CURVE]`: the sources' drafts
 /// merged into one deduplicated tree per step (decoding-core's [`Composite`]). Each source is
@@ -101,7 +101,7 @@ impl StrategyFactory for CompositeFactory {
             .collect();
         let budget = match &self.budget {
             None => "budget=fixed".to_string(),
-            Some(curve) => format!("budget=cost,cost={}", cost_text(curve)),
+            Some(curve) => format!("budget=cost,cost={curve}"),
         };
         format!("composite:sources={},{budget}", sources.join("+"))
     }

@@ -407,33 +407,8 @@ fn cost_option(raw: &str, env: &SpecEnv<'_>) -> Result<CostCurve, SpecError> {
             bad("`auto` needs a measured cost curve (the eval runner's --measure-cost)".into())
         });
     }
-    parse_cost_curve(raw).map_err(bad)
-}
-
-/// A curve written as the `cost` option takes it, `k:cost/k:cost/...`.
-fn cost_text(curve: &CostCurve) -> String {
-    let points: Vec<String> = curve
-        .points()
-        .iter()
-        .map(|(k, t)| format!("{k}:{}", t / curve.cost(1)))
-        .collect();
-    points.join("/")
-}
-
-/// A cost curve written `k:cost/k:cost/...` (forward cost of `k` tree nodes, any unit).
-fn parse_cost_curve(raw: &str) -> Result<decoding_core::CostCurve, String> {
-    let points = raw
-        .split('/')
-        .map(|point| {
-            let (k, cost) = point
-                .split_once(':')
-                .ok_or_else(|| format!("`{point}`: expected k:cost"))?;
-            let k = k.trim().parse().map_err(|e| format!("`{k}`: {e}"))?;
-            let cost = cost.trim().parse().map_err(|e| format!("`{cost}`: {e}"))?;
-            Ok((k, cost))
-        })
-        .collect::<Result<Vec<(usize, f64)>, String>>()?;
-    decoding_core::CostCurve::new(points).map_err(|e| e.to_string())
+    raw.parse()
+        .map_err(|e: decoding_core::DecodeError| bad(e.to_string()))
 }
 
 impl StrategyFactory for ReferenceFactory {
@@ -455,7 +430,7 @@ impl StrategyFactory for ReferenceFactory {
             c.periodic, c.references, c.context
         );
         if let Some(curve) = &c.cost {
-            out += &format!(",cost={}", cost_text(curve));
+            out += &format!(",cost={curve}");
         }
         out
     }
@@ -707,7 +682,7 @@ fn medusa_tree(
                 text += &format!(",min_score={}", d.min_score());
             }
             if let Some(curve) = cost {
-                text += &format!(",cost={}", cost_text(&curve));
+                text += &format!(",cost={curve}");
                 d = d.with_cost(curve);
             }
             match parse_context_prior(context.unwrap_or("on"))? {

@@ -1,6 +1,8 @@
 //! What a forward pass costs as a function of the number of tree nodes, measured on the
 //! model at hand, so that strategies can size their trees to the hardware.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use ndarray::Array2;
@@ -112,9 +114,66 @@ impl CostCurve {
     }
 }
 
+/// `k:cost/k:cost/...`, each point's cost relative to one node's (so a measured curve in
+/// seconds reads as ratios); a precision (`{:.2}`) applies to the costs. Parses back with
+/// [`FromStr`].
+impl fmt::Display for CostCurve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(k, _)) in self.points.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            match f.precision() {
+                Some(digits) => write!(f, "{k}:{:.digits$}", self.relative(k))?,
+                None => write!(f, "{k}:{}", self.relative(k))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `k:cost/k:cost/...` (the cost of a forward over `k` nodes, in any unit), as the
+/// strategies' `cost` options write it.
+impl FromStr for CostCurve {
+    type Err = DecodeError;
+
+    fn from_str(text: &str) -> Result<Self, DecodeError> {
+        let points = text
+            .split('/')
+            .map(|point| {
+                let (k, cost) = point
+                    .split_once(':')
+                    .ok_or_else(|| DecodeError::config(format!("`{point}`: expected k:cost")))?;
+                let k = k
+                    .trim()
+                    .parse()
+                    .map_err(|e| DecodeError::config(format!("`{k}`: {e}")))?;
+                let cost = cost
+                    .trim()
+                    .parse()
+                    .map_err(|e| DecodeError::config(format!("`{cost}`: {e}")))?;
+                Ok((k, cost))
+            })
+            .collect::<Result<Vec<(usize, f64)>, DecodeError>>()?;
+        Self::new(points)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_and_read_back() {
+        let curve = CostCurve::new(vec![(1, 2.0), (4, 3.0), (8, 5.0)]).unwrap();
+        assert_eq!(curve.to_string(), "1:1/4:1.5/8:2.5");
+        assert_eq!(format!("{curve:.2}"), "1:1.00/4:1.50/8:2.50");
+        let read: CostCurve = curve.to_string().parse().unwrap();
+        assert_eq!(read.points(), &[(1, 1.0), (4, 1.5), (8, 2.5)]);
+        for bad in ["", "1", "1:x", "x:1", "1:1/1:2", "0:1", "1:-1"] {
+            assert!(bad.parse::<CostCurve>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn interpolates_and_extrapolates() {
