@@ -10,6 +10,17 @@ pub enum ConfigError {
     /// The window needs at least one column.
     #[error("the lookahead window W must be at least 1, got {0}")]
     ZeroWindow(usize),
+    /// A window of more cells than [`LookaheadConfig::MAX_WINDOW_CELLS`].
+    #[error(
+        "a window of W = {window} columns and N - 1 = {levels} levels has more than {max} cells",
+        max = LookaheadConfig::MAX_WINDOW_CELLS
+    )]
+    WindowTooLarge {
+        /// `W`.
+        window: usize,
+        /// `N - 1`.
+        levels: usize,
+    },
     /// An n-gram needs a key and at least one token after it.
     #[error("the n-gram size N must be at least 2, got {0}")]
     NgramTooShort(usize),
@@ -89,16 +100,29 @@ impl LookaheadConfig {
     /// Default [`extension`](Self::extension): up to 16 tokens past a candidate's `N - 1`.
     pub const DEFAULT_EXTENSION: usize = 16;
 
+    /// The most cells a window may hold, `W * (N - 1)` (the window keeps every cell's
+    /// trajectory, so an unbounded `W` or `N` would be an unbounded allocation). Far above
+    /// any useful window: the paper's largest, (15, 5), has 60 cells.
+    pub const MAX_WINDOW_CELLS: usize = 1 << 16;
+
     /// `W >= 1` columns, `N >= 2` (n-gram size: `N - 1` window levels), up to `G`
-    /// candidates verified per step (`G = 0` turns the verification branch off). The pool
-    /// learns from the window and the output, not the prompt; first guesses come from
-    /// [`Init::default`].
+    /// candidates verified per step (`G = 0` turns the verification branch off; any `G` is
+    /// accepted, `usize::MAX` meaning no limit). The window may hold at most
+    /// [`MAX_WINDOW_CELLS`](Self::MAX_WINDOW_CELLS) cells. The pool learns from the window and
+    /// the output, not the prompt; first guesses come from [`Init::default`].
     pub fn new(window: usize, ngram: usize, guesses: usize) -> Result<Self, ConfigError> {
         if window == 0 {
             return Err(ConfigError::ZeroWindow(window));
         }
         if ngram < 2 {
             return Err(ConfigError::NgramTooShort(ngram));
+        }
+        let levels = ngram - 1;
+        if window
+            .checked_mul(levels)
+            .is_none_or(|cells| cells > Self::MAX_WINDOW_CELLS)
+        {
+            return Err(ConfigError::WindowTooLarge { window, levels });
         }
         Ok(Self {
             window,
@@ -149,7 +173,8 @@ impl LookaheadConfig {
     /// the token after a draft's last `N - 1` tokens is the last token of the most recent
     /// pool n-gram that starts with them. Extensions only use the node budget the window and
     /// the candidates leave (at most [`max_nodes`](Self::max_nodes) unless the decoder gives
-    /// more). `0` keeps the paper's fixed `N - 1`.
+    /// more). `0` keeps the paper's fixed `N - 1`; any value is accepted (`usize::MAX`: as far
+    /// as the pool and the budget allow).
     pub fn with_extension(mut self, extra: usize) -> Self {
         self.extension = extra;
         self
@@ -204,8 +229,11 @@ impl LookaheadConfig {
     /// `N - 1` tokens. Size
     /// [`DecodeConfig::with_max_nodes`](decoding_core::DecodeConfig::with_max_nodes) to it to
     /// run the full algorithm (a smaller budget shrinks both branches in proportion; what
-    /// deduplication saves goes to candidate extensions).
+    /// deduplication saves goes to candidate extensions). Saturates at `usize::MAX` for an
+    /// unbounded `G`.
     pub fn max_nodes(&self) -> usize {
-        (self.window + self.guesses).saturating_mul(self.ngram - 1)
+        self.window
+            .saturating_add(self.guesses)
+            .saturating_mul(self.ngram - 1)
     }
 }

@@ -192,7 +192,8 @@ impl NgramPool {
                 bucket.seen.push(was_seen || seen);
             }
             None => {
-                if tokens.len() == self.per_key * len {
+                // `len * per_key` may not fit a usize (`G` unbounded): compare counts.
+                if tokens.len() / len == self.per_key {
                     tokens.drain(..len);
                     bucket.seen.remove(0);
                     self.grams -= 1;

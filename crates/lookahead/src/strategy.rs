@@ -234,7 +234,9 @@ impl Lookahead {
         }
         let pool = self.pool.lock();
         let context = pool.continuation_len();
-        let cap = (context + self.config.extension()).min(max_depth);
+        let cap = context
+            .saturating_add(self.config.extension())
+            .min(max_depth);
         for continuation in pool.get(pending).take(self.config.guesses()) {
             let start = self.candidates.len();
             let base = continuation.len().min(max_depth);

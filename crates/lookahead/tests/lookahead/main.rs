@@ -3,5 +3,6 @@
 mod common;
 mod enumerate;
 mod greedy;
+mod limits;
 mod pool;
 mod sampling;
