@@ -52,18 +52,30 @@ impl CostCurve {
         &self.points
     }
 
-    /// The cost of a forward over `nodes` nodes (at least the cheapest measured cost).
+    /// The cost of a forward over `nodes` nodes.
+    ///
+    /// The curve is read as measured: exactly at each measured point, linearly between two
+    /// neighbouring points, at the first point's cost below it, and past the last point along
+    /// the last segment's slope when that rises (flat when it does not). Measurements on a
+    /// noisy machine can dip (a larger tree timed cheaper than a smaller one); such a curve
+    /// is not smoothed, so a dip is read where it was measured, and every cost stays
+    /// positive.
     pub fn cost(&self, nodes: usize) -> f64 {
         let p = &self.points;
-        let segment = match p.iter().position(|&(n, _)| n >= nodes) {
+        let (n0, c0, n1, c1) = match p.iter().position(|&(n, _)| n >= nodes) {
             Some(0) => return p[0].1,
-            Some(i) => (p[i - 1], p[i]),
+            Some(i) => (p[i - 1].0, p[i - 1].1, p[i].0, p[i].1),
             None if p.len() == 1 => return p[0].1,
-            None => (p[p.len() - 2], p[p.len() - 1]),
+            None => {
+                let ((n0, c0), (n1, c1)) = (p[p.len() - 2], p[p.len() - 1]);
+                if c1 <= c0 {
+                    return c1;
+                }
+                (n0, c0, n1, c1)
+            }
         };
-        let ((n0, c0), (n1, c1)) = segment;
         let slope = (c1 - c0) / (n1 - n0) as f64;
-        (c0 + slope * (nodes as f64 - n0 as f64)).max(p[0].1)
+        c0 + slope * (nodes as f64 - n0 as f64)
     }
 
     /// The cost of `nodes` relative to a single node.
@@ -187,6 +199,23 @@ mod tests {
         assert!(CostCurve::new(vec![(0, 1.0)]).is_err());
         assert!(CostCurve::new(vec![(1, 1.0), (1, 2.0)]).is_err());
         assert!(CostCurve::new(vec![(1, f64::NAN)]).is_err());
+    }
+
+    /// Issue 18, item 6: a measured point is read as measured, also where the curve dips.
+    #[test]
+    fn non_monotone_curves_are_read_as_measured() {
+        let curve = CostCurve::new(vec![(1, 2.0), (4, 1.0), (8, 3.0)]).unwrap();
+        assert_eq!(curve.cost(1), 2.0);
+        assert_eq!(curve.cost(4), 1.0);
+        assert_eq!(curve.cost(8), 3.0);
+        assert!((curve.cost(2) - 5.0 / 3.0).abs() < 1e-12);
+        assert_eq!(curve.cost(6), 2.0);
+        assert_eq!(curve.cost(12), 5.0);
+        // A falling last segment is not extrapolated below its last point.
+        let falling = CostCurve::new(vec![(1, 1.0), (4, 3.0), (8, 2.0)]).unwrap();
+        assert_eq!(falling.cost(8), 2.0);
+        assert_eq!(falling.cost(1000), 2.0);
+        assert!((1..2000).all(|n| falling.cost(n) > 0.0));
     }
 
     #[test]
