@@ -176,6 +176,34 @@ impl TreeBuilder {
         Ok(())
     }
 
+    /// Writes into `out` the chain of candidates from the root to `end` (a tree for a model
+    /// that evaluates chains only) and fills `map` as [`build`](Self::build) does.
+    pub fn build_path(
+        &mut self,
+        end: NodeId,
+        out: &mut TokenTree,
+        map: &mut Vec<Option<NodeId>>,
+    ) -> Result<(), TreeError> {
+        self.candidates.check_node(end)?;
+        let n = self.candidates.len();
+        let mut path = Vec::with_capacity(self.candidates.depth(end) + 1);
+        self.candidates.path_to(end, &mut path);
+        out.reset(self.candidates.root_token());
+        out.set_needs_logits(0, self.candidates.needs_logits(0));
+        map.clear();
+        map.resize(n, None);
+        map[0] = Some(0);
+        for (parent, &node) in path[1..].iter().enumerate() {
+            map[node] = Some(out.push_with(
+                parent,
+                self.candidates.token(node),
+                self.candidates.needs_logits(node),
+                self.candidates.sources(node),
+            )?);
+        }
+        Ok(())
+    }
+
     fn entry(&self, node: NodeId) -> Entry {
         Entry {
             score: self.scores[node],
@@ -249,6 +277,20 @@ mod tests {
         assert_eq!(out.tokens(), &[0, 1, 2, 5]);
         assert_eq!(map, vec![Some(0), Some(1), Some(2), None, Some(3), None]);
         assert_eq!(b.build(0, &mut out, &mut map), Err(TreeError::ZeroBudget));
+    }
+
+    #[test]
+    fn builds_one_path() {
+        let mut b = TreeBuilder::new(0);
+        b.add_chain(0, &[1, 2, 3], &[0.9, 0.8, 0.1], src(0))
+            .unwrap();
+        let end = b.add_chain(0, &[5, 6], &[0.7, 0.2], src(1)).unwrap();
+        let (mut out, mut map) = (TokenTree::new(0), Vec::new());
+        b.build_path(end, &mut out, &mut map).unwrap();
+        assert_eq!(out.tokens(), &[0, 5, 6]);
+        assert!(out.is_chain());
+        assert_eq!(map, vec![Some(0), None, None, None, Some(1), Some(2)]);
+        assert!(b.build_path(9, &mut out, &mut map).is_err());
     }
 
     #[test]

@@ -228,6 +228,50 @@ struct StepAccount {
     source_gain: Vec<f64>,
     /// The step's expected tokens (the bonus token's 1 included).
     expected: f64,
+    /// On a chains-only model, the source that must keep its whole chain this step (one
+    /// that is not prunable), if any.
+    lead: Option<usize>,
+}
+
+/// Which of the sources that need all their nodes drafts in full on a chains-only model,
+/// where one chain is all a step can hold: the one whose chains have been accepted furthest
+/// (an average of accepted tokens per step it led), each of the others given a turn after
+/// [`IDLE_RETRY`] steps without one.
+#[derive(Clone, Debug, Default)]
+struct ChainLeads {
+    /// Per source: average accepted tokens per step it led (optimistic 1 at first), and steps
+    /// since it last led.
+    record: Vec<(f64, usize)>,
+}
+
+impl ChainLeads {
+    fn reset(&mut self, sources: usize) {
+        self.record.clear();
+        self.record.resize(sources, (1.0, 0));
+    }
+
+    /// The lead among the sources `forced` marks.
+    fn choose(&mut self, forced: &[bool]) -> Option<usize> {
+        let candidates = (0..forced.len()).filter(|&i| forced[i]);
+        let overdue = candidates
+            .clone()
+            .filter(|&i| self.record[i].1 >= IDLE_RETRY)
+            .max_by_key(|&i| self.record[i].1);
+        let best = candidates.fold(None, |best: Option<usize>, i| match best {
+            Some(b) if self.record[b].0 >= self.record[i].0 => Some(b),
+            _ => Some(i),
+        });
+        let lead = overdue.or(best)?;
+        for (i, record) in self.record.iter_mut().enumerate() {
+            record.1 = if i == lead { 0 } else { record.1 + 1 };
+        }
+        Some(lead)
+    }
+
+    fn observe(&mut self, lead: usize, accepted: usize) {
+        let gain = &mut self.record[lead].0;
+        *gain = KEPT_MEMORY * *gain + (1.0 - KEPT_MEMORY) * accepted as f64;
+    }
 }
 
 /// One source's draft and how its nodes map into the merged tree.
@@ -258,6 +302,7 @@ pub struct Composite {
     /// Expected tokens per unit of cost of recent steps, sources' time included.
     value: f64,
     step: StepAccount,
+    leads: ChainLeads,
     idle_steps: Vec<usize>,
     first_new: Vec<usize>,
     skipped: usize,
@@ -295,6 +340,7 @@ impl Composite {
             unit_seconds: None,
             value: 0.0,
             step: StepAccount::default(),
+            leads: ChainLeads::default(),
             idle_steps: vec![0; sources.len()],
             first_new: vec![0; sources.len()],
             skipped: 0,
@@ -415,6 +461,45 @@ impl Composite {
         best.0
     }
 
+    /// On a chains-only model: the candidate ending the chain to evaluate, the one of highest
+    /// value (expected tokens, per unit of cost under a cost-aware budget) within
+    /// `max_nodes` nodes that runs through `through` (the lead source's chain end) if given.
+    /// Notes the step's expected tokens.
+    fn best_chain(&mut self, max_nodes: usize, through: Option<NodeId>) -> NodeId {
+        let candidates = self.builder.candidates();
+        let value = |expected: f64, nodes: usize| match &self.budget {
+            NodeBudget::Fixed => expected,
+            NodeBudget::CostAware(curve) => expected / curve.cost(nodes),
+        };
+        // Expected tokens of the chain ending at each candidate, the bonus token's 1 included.
+        let mut expected = vec![1.0; candidates.len()];
+        let start = through.unwrap_or(0);
+        for node in 1..candidates.len() {
+            let parent = candidates.parent(node).unwrap_or(0);
+            expected[node] = expected[parent] + self.estimate[node];
+        }
+        let start_depth = candidates.depth(start);
+        let mut best = (start, value(expected[start], start_depth + 1));
+        for (node, &tokens) in expected.iter().enumerate().skip(start + 1) {
+            let depth = candidates.depth(node);
+            if depth + 1 > max_nodes || depth <= start_depth {
+                continue;
+            }
+            let below_start = start == 0
+                || candidates
+                    .ancestors(node)
+                    .nth(depth - start_depth - 1)
+                    .is_some_and(|a| a == start);
+            let v = value(tokens, depth + 1);
+            if below_start && v > best.1 {
+                best = (node, v);
+            }
+        }
+        self.step.expected = expected[best.0];
+        self.expected += expected[best.0] - 1.0;
+        best.0
+    }
+
     /// Updates what each source brings and costs from the step just observed; `forward` is
     /// the time between the draft and its feedback, `cost` the curve's cost of the tree.
     fn account_step(&mut self, forward: Duration, cost: f64) {
@@ -513,6 +598,7 @@ impl Strategy for Composite {
         self.spending.fill(SourceSpending::default());
         (self.unit_seconds, self.value) = (None, 0.0);
         self.idle_steps.fill(0);
+        self.leads.reset(self.sources.len());
         (self.steps, self.candidates, self.kept, self.expected) = (0, 0, 0, 0.0);
         self.skipped = 0;
         for source in &mut self.sources {
@@ -531,6 +617,14 @@ impl Strategy for Composite {
         let n = self.sources.len();
         self.step.source_time.clear();
         self.step.source_time.resize(n, Duration::ZERO);
+        // One chain per step on a chains-only model: of the sources that need all their
+        // nodes, only the lead drafts in full.
+        self.step.lead = if ctx.chains_only {
+            let forced: Vec<bool> = self.sources.iter().map(|s| !s.prunable()).collect();
+            self.leads.choose(&forced)
+        } else {
+            None
+        };
         for i in 0..n {
             let prunable = self.sources[i].prunable();
             let unpaying = prunable
@@ -558,6 +652,13 @@ impl Strategy for Composite {
                 max_nodes: match (idle, prunable) {
                     (true, _) => 1,
                     (false, true) => ctx.max_nodes,
+                    (false, false) if ctx.chains_only => {
+                        if self.step.lead == Some(i) {
+                            ctx.max_nodes
+                        } else {
+                            1
+                        }
+                    }
                     (false, false) => reserved,
                 },
                 ..*ctx
@@ -575,8 +676,17 @@ impl Strategy for Composite {
             }
             self.merge_source(i)?;
         }
-        let size = self.choose_size(ctx.max_nodes);
-        self.builder.build(size, tree, &mut self.merged)?;
+        if ctx.chains_only {
+            let through = self
+                .step
+                .lead
+                .and_then(|i| self.drafts[i].candidate.last().copied());
+            let end = self.best_chain(ctx.max_nodes, through);
+            self.builder.build_path(end, tree, &mut self.merged)?;
+        } else {
+            let size = self.choose_size(ctx.max_nodes);
+            self.builder.build(size, tree, &mut self.merged)?;
+        }
         self.step.nodes = tree.len();
         self.step.source_gain.clear();
         self.step.source_node_cost.clear();
@@ -624,6 +734,9 @@ impl Strategy for Composite {
             if let Some(t) = self.step.source_time.get_mut(i) {
                 *t += started.elapsed();
             }
+        }
+        if let Some(lead) = self.step.lead {
+            self.leads.observe(lead, feedback.verification.accepted());
         }
         if let (Some(forward), NodeBudget::CostAware(curve)) = (forward, &self.budget) {
             self.account_step(forward, curve.cost(self.step.nodes));
