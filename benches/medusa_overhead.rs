@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use decoding_core::{
-    DraftContext, Sampling, StepFeedback, Strategy, TokenTree, Verification, verify_tree,
+    DecodeConfig, DraftContext, Sampling, StepFeedback, Strategy, TokenTree, Verification,
+    verify_step, verify_tree,
 };
 use medusa::{
     Acceptance, CandidateTree, DynamicTree, HeadScratch, HeadSource, HeadWeights, Medusa,
@@ -176,18 +177,20 @@ fn verification(c: &mut Criterion) {
     let config = MedusaConfig::default()
         .with_acceptance(Acceptance::TypicalLossy(TypicalAcceptance::default()));
     let mut medusa = Medusa::new(HeadSource::Library(heads), config).unwrap();
+    let decode = DecodeConfig::new(64).with_sampling(sampling);
     group.bench_function("typical_lossy", |b| {
         b.iter(|| {
-            medusa
-                .verify(
-                    &tree,
-                    logits.view(),
-                    &sampling,
-                    &mut rng,
-                    &mut scratch,
-                    &mut out,
-                )
-                .unwrap()
+            let root = [tree.root_token()];
+            verify_step(
+                &mut medusa,
+                &tree,
+                logits.view(),
+                &decode,
+                &root,
+                1,
+                &mut rng,
+            )
+            .unwrap()
         })
     });
     group.finish();

@@ -5,7 +5,7 @@
 //! (first maximum) at the current node, move to the node whose root path is the current path
 //! plus that token if it exists and has logits, otherwise that token is the bonus. The
 //! result must equal it, and equal the brute-force longest path of argmax tokens among all
-//! nodes below the start; a NaN on the walk must be an `InvalidLogits` error for exactly that
+//! nodes below the start; a NaN or an all -inf row on the walk must be an `InvalidLogits` error for exactly that
 //! row; an invalid start must be an error. Greedy verification draws no randomness, and
 //! sampling with `top_k = 1` (any temperature) must accept the same path.
 #![no_main]
@@ -62,7 +62,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         Err(node) => {
             let bad = tree.logits_row(node).unwrap();
             assert!(
-                matches!(result, Err(DecodeError::InvalidLogits { row }) if row == bad),
+                matches!(result, Err(DecodeError::InvalidLogits { row, .. }) if row == bad),
                 "NaN at row {bad}: {result:?}"
             );
             return Ok(());

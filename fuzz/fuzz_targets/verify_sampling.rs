@@ -6,7 +6,7 @@
 //! model's distribution ([`Sampling::sample`], what the plain decoder calls), move to the
 //! node whose root path is the current path plus that token if it exists and has logits,
 //! otherwise that token is the bonus. The accepted path and bonus must be exactly that, with
-//! one draw per emitted token; NaN on the walk must be an `InvalidLogits` error for that row.
+//! one draw per emitted token; NaN or all -inf on the walk must be an `InvalidLogits` error for that row.
 //!
 //! Oracle 2, the distribution itself: at every node on the path, the library's distribution
 //! must equal the definition computed by a full sort (temperature, top-k, top-p, ties by id,
@@ -68,7 +68,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         Err(node) => {
             let bad = tree.logits_row(node).unwrap();
             assert!(
-                matches!(result, Err(DecodeError::InvalidLogits { row }) if row == bad),
+                matches!(result, Err(DecodeError::InvalidLogits { row, .. }) if row == bad),
                 "invalid logits at row {bad}: {result:?}"
             );
             return Ok(());

@@ -81,9 +81,13 @@ pub fn arbitrary_logits(
     Ok(Array2::from_shape_vec((rows, vocab), values).unwrap())
 }
 
-/// Index of the first maximum; `None` for an empty row or one holding a NaN.
+/// Index of the first maximum; `None` for a row that defines no distribution: empty, holding
+/// a NaN, or every logit `-inf`.
 pub fn naive_argmax(logits: &[f32]) -> Option<Token> {
-    if logits.is_empty() || logits.iter().any(|x| x.is_nan()) {
+    if logits.is_empty()
+        || logits.iter().any(|x| x.is_nan())
+        || logits.iter().all(|&x| x == f32::NEG_INFINITY)
+    {
         return None;
     }
     let mut best = 0;
@@ -100,7 +104,7 @@ pub fn naive_argmax(logits: &[f32]) -> Option<Token> {
 pub enum Target {
     /// The distribution.
     Dist(Vec<f64>),
-    /// Empty or NaN logits: sampling must fail.
+    /// Empty, NaN or all `-inf` logits: sampling must fail.
     Invalid,
     /// A top-p cut so close to a boundary that rounding decides it: not checked.
     Unchecked,
@@ -109,8 +113,8 @@ pub enum Target {
 /// The target distribution of `logits` by the documented definition: greedy is the argmax
 /// (lowest id on ties); otherwise temperature, then top-k (ties towards lower ids), then
 /// top-p (the shortest prefix by descending probability, then ascending id, whose mass
-/// reaches `p` of what top-k kept), renormalised. A `+inf` logit takes all the mass; when
-/// every logit is `-inf`, token 0 does.
+/// reaches `p` of what top-k kept), renormalised. A `+inf` logit takes all the mass; a row
+/// of only `-inf` is invalid.
 pub fn naive_distribution(logits: &[f32], sampling: &Sampling) -> Target {
     let Some(best) = naive_argmax(logits) else {
         return Target::Invalid;

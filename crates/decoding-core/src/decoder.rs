@@ -1,24 +1,34 @@
 //! The per-sequence decoding state machine: draft, (model runs), verify, emit, commit.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2, ArrayView2};
 
+use crate::constraint::{Constraint, ConstraintState};
 use crate::error::DecodeError;
+use crate::logprobs::{LogprobsConfig, TokenLogprob};
 use crate::model::{HeadLogits, HiddenStates, TreeSupport};
+use crate::process::LogitsProcessor;
 use crate::sampling::{Draw, Sampling};
 use crate::stats::{DecodeStats, StepRecord};
 use crate::strategy::{DraftContext, StepFeedback, Strategy};
 use crate::tree::{NodeId, Token, TokenTree};
-use crate::verify::{Verification, check_logits_shape};
+use crate::verify::{SequenceParts, Verification, Verifier, VerifyScratch, check_logits_shape};
 
-/// When to stop and how to choose tokens. Checked against the vocabulary when decoding starts.
-#[derive(Clone, Debug, PartialEq)]
+/// When to stop and how to choose tokens: the stop conditions, the node budget, and the
+/// *target* every token is drawn from (logits processors, then a constraint's mask, then the
+/// sampling rule), with the logprobs to report. Built with infallible setters; checked once,
+/// against the vocabulary, when decoding starts ([`validate`](Self::validate)).
+#[derive(Clone, Debug)]
 pub struct DecodeConfig {
     max_new_tokens: usize,
     eos_tokens: Vec<Token>,
     stop_sequences: Vec<Vec<Token>>,
     sampling: Sampling,
+    processors: Vec<Arc<dyn LogitsProcessor>>,
+    constraint: Option<Arc<dyn Constraint>>,
+    logprobs: Option<LogprobsConfig>,
     max_nodes: usize,
 }
 
@@ -33,6 +43,9 @@ impl DecodeConfig {
             eos_tokens: Vec::new(),
             stop_sequences: Vec::new(),
             sampling: Sampling::greedy(),
+            processors: Vec::new(),
+            constraint: None,
+            logprobs: None,
             max_nodes: Self::DEFAULT_MAX_NODES,
         }
     }
@@ -52,6 +65,38 @@ impl DecodeConfig {
     /// Chooses tokens by `sampling` (greedy by default).
     pub fn with_sampling(mut self, sampling: Sampling) -> Self {
         self.sampling = sampling;
+        self
+    }
+
+    /// Applies `processor` to every row a token is drawn from, after the processors added
+    /// before it (see [`crate::process`]).
+    pub fn with_processor(mut self, processor: impl LogitsProcessor + 'static) -> Self {
+        self.processors.push(Arc::new(processor));
+        self
+    }
+
+    /// Like [`with_processor`](Self::with_processor), for a shared processor.
+    pub fn with_shared_processor(mut self, processor: Arc<dyn LogitsProcessor>) -> Self {
+        self.processors.push(processor);
+        self
+    }
+
+    /// Masks every row a token is drawn from with `constraint`'s state at that point, after
+    /// the processors (see [`crate::constraint`]).
+    pub fn with_constraint(mut self, constraint: impl Constraint + 'static) -> Self {
+        self.constraint = Some(Arc::new(constraint));
+        self
+    }
+
+    /// Like [`with_constraint`](Self::with_constraint), for a shared constraint.
+    pub fn with_shared_constraint(mut self, constraint: Arc<dyn Constraint>) -> Self {
+        self.constraint = Some(constraint);
+        self
+    }
+
+    /// Reports each emitted token's logprob and top alternatives (see [`crate::logprobs`]).
+    pub fn with_logprobs(mut self, logprobs: LogprobsConfig) -> Self {
+        self.logprobs = Some(logprobs);
         self
     }
 
@@ -86,6 +131,21 @@ impl DecodeConfig {
         self.max_nodes
     }
 
+    /// The logits processors, in the order they apply.
+    pub fn processors(&self) -> &[Arc<dyn LogitsProcessor>] {
+        &self.processors
+    }
+
+    /// The constraint, if any.
+    pub fn constraint(&self) -> Option<&Arc<dyn Constraint>> {
+        self.constraint.as_ref()
+    }
+
+    /// The logprobs to report, if any.
+    pub fn logprobs(&self) -> Option<LogprobsConfig> {
+        self.logprobs
+    }
+
     /// Checks the configuration against a vocabulary.
     pub fn validate(&self, vocab_size: usize) -> Result<(), DecodeError> {
         if vocab_size == 0 {
@@ -98,6 +158,10 @@ impl DecodeConfig {
         }
         if self.stop_sequences.iter().any(Vec::is_empty) {
             return Err(DecodeError::config("a stop sequence is empty"));
+        }
+        self.sampling.validate()?;
+        for processor in &self.processors {
+            processor.validate(vocab_size)?;
         }
         let stop_tokens = self.stop_sequences.iter().flatten();
         check_tokens(self.eos_tokens.iter().chain(stop_tokens), vocab_size)
@@ -112,6 +176,22 @@ fn check_tokens<'a>(
         Some(&token) => Err(DecodeError::TokenOutOfVocab { token, vocab_size }),
         None => Ok(()),
     }
+}
+
+/// The stop condition that the last of `generated` fires, if any.
+pub(crate) fn stop_reason(config: &DecodeConfig, generated: &[Token]) -> Option<StopReason> {
+    let &last = generated.last()?;
+    if config.eos_tokens.contains(&last) {
+        return Some(StopReason::Eos(last));
+    }
+    if let Some(i) = config
+        .stop_sequences
+        .iter()
+        .position(|s| generated.ends_with(s))
+    {
+        return Some(StopReason::StopSequence(i));
+    }
+    (generated.len() >= config.max_new_tokens).then_some(StopReason::MaxNewTokens)
 }
 
 /// Why decoding stopped.
@@ -192,6 +272,8 @@ impl StepExtras for NoExtras {
 pub struct StepOutcome<'a> {
     /// Tokens emitted by this step, in order.
     pub emitted: &'a [Token],
+    /// The logprobs of the emitted tokens, if the configuration asks for them.
+    pub logprobs: &'a [TokenLogprob],
     /// The path the model must commit (node ids of the tree returned by
     /// [`Decoder::propose`]).
     pub commit_path: &'a [NodeId],
@@ -211,26 +293,36 @@ enum Phase {
 ///
 /// ```text
 /// start(prompt) ; loop { tree = propose() ; model.forward(tree) ;
-///                        outcome = advance(logits) ; model.commit(outcome.commit_path) }
+///                        outcome = advance(logits) ; model.commit(outcome.commit_path) ;
+///                        check_committed(model.committed_len()) }
 /// ```
 /// The first step's tree is the prompt (without logits) with the draft hung below its last
 /// token, so the prefill forward pass already produces, and verifies, the first tokens.
 /// Afterwards the model's cache holds every token but the last emitted one (the pending
-/// token, root of the next draft). [`generate`](crate::generate) runs this loop over a
-/// [`LogitsModel`](crate::LogitsModel); a batching engine runs it for many sequences.
+/// token, root of the next draft): [`committed_len`](Self::committed_len) tokens, which
+/// [`check_committed`](Self::check_committed) compares with what the model reports.
+/// [`generate`](crate::generate) runs this loop over a [`LogitsModel`](crate::LogitsModel);
+/// a batching engine runs it for many sequences.
+///
+/// Every method either succeeds or leaves the decoder as it was before the call (the draws
+/// a failed step took from the random source are spent, though).
 pub struct Decoder<S> {
     strategy: S,
     config: DecodeConfig,
     vocab_size: usize,
     chains_only: bool,
     max_context: Option<usize>,
+    speculate: bool,
+    node_limit: Option<usize>,
     tokens: Vec<Token>,
     prompt_len: usize,
     prefix_len: usize,
+    constraint: Option<Box<dyn ConstraintState>>,
+    logprobs: Vec<TokenLogprob>,
     draft: TokenTree,
     grafted: TokenTree,
     verification: Verification,
-    scratch: Vec<f64>,
+    scratch: VerifyScratch,
     emitted_from: usize,
     commit_path: Vec<NodeId>,
     hidden: Array1<f32>,
@@ -249,13 +341,17 @@ impl<S: Strategy> Decoder<S> {
             vocab_size: 0,
             chains_only: false,
             max_context: None,
+            speculate: true,
+            node_limit: None,
             tokens: Vec::new(),
             prompt_len: 0,
             prefix_len: 0,
+            constraint: None,
+            logprobs: Vec::new(),
             draft: TokenTree::new(0),
             grafted: TokenTree::new(0),
             verification: Verification::default(),
-            scratch: Vec::new(),
+            scratch: VerifyScratch::default(),
             emitted_from: 0,
             commit_path: Vec::new(),
             hidden: Array1::zeros(0),
@@ -267,7 +363,8 @@ impl<S: Strategy> Decoder<S> {
     }
 
     /// Starts decoding `prompt` for a model with this vocabulary, tree support and context
-    /// limit, whose cache must be empty. Resets statistics and the strategy.
+    /// limit, whose cache must be empty (see [`check_committed`](Self::check_committed)).
+    /// Resets statistics, the strategy and the constraint's state.
     pub fn start(
         &mut self,
         prompt: &[Token],
@@ -280,18 +377,24 @@ impl<S: Strategy> Decoder<S> {
             return Err(DecodeError::EmptyPrompt);
         }
         check_tokens(prompt, vocab_size)?;
+        let constraint = match &self.config.constraint {
+            Some(c) => Some(c.start(prompt, vocab_size)?),
+            None => None,
+        };
+        self.strategy.begin(prompt, vocab_size)?;
+        self.constraint = constraint;
         self.vocab_size = vocab_size;
         self.chains_only = tree_support == TreeSupport::ChainsOnly;
         self.max_context = max_context;
         self.tokens.clear();
         self.tokens.extend_from_slice(prompt);
+        self.logprobs.clear();
         self.prompt_len = prompt.len();
         self.prefix_len = prompt.len() - 1;
         self.stats = DecodeStats {
             prompt_tokens: prompt.len(),
             ..DecodeStats::default()
         };
-        self.strategy.begin(prompt, vocab_size)?;
         self.phase = Phase::Drafting;
         if self.config.max_new_tokens == 0 {
             self.phase = Phase::Finished(StopReason::MaxNewTokens);
@@ -309,6 +412,35 @@ impl<S: Strategy> Decoder<S> {
         }
     }
 
+    /// Turns speculation off (every tree is the root alone: plain decoding, one token per
+    /// forward pass) or back on, from the next [`propose`](Self::propose). The strategy still
+    /// sees every step (asked to draft with a budget of one node), so it stays in step with
+    /// the sequence; the output is the same either way.
+    pub fn set_speculation(&mut self, on: bool) {
+        self.speculate = on;
+    }
+
+    /// Whether speculation is on.
+    pub fn speculation(&self) -> bool {
+        self.speculate
+    }
+
+    /// Caps the nodes of the next trees below the configuration's `max_nodes` (a batch-aware
+    /// budget sets it per step); `None` lifts the cap. A cap of 0 counts as 1.
+    pub fn set_node_limit(&mut self, limit: Option<usize>) {
+        self.node_limit = limit;
+    }
+
+    /// The node budget of the next step.
+    pub fn step_budget(&self) -> usize {
+        let budget = if self.speculate {
+            self.config.max_nodes
+        } else {
+            1
+        };
+        budget.min(self.node_limit.unwrap_or(usize::MAX)).max(1)
+    }
+
     /// Drafts this step's tree and returns what the model must evaluate.
     pub fn propose(&mut self) -> Result<&TokenTree, DecodeError> {
         if self.phase != Phase::Drafting {
@@ -319,10 +451,11 @@ impl<S: Strategy> Decoder<S> {
         let started = Instant::now();
         let generated = self.tokens.len() - self.prompt_len;
         let remaining = self.config.max_new_tokens - generated;
+        let max_nodes = self.step_budget();
         let ctx = DraftContext {
             tokens: &self.tokens,
             prompt_len: self.prompt_len,
-            max_nodes: self.config.max_nodes,
+            max_nodes,
             max_depth: (remaining - 1).min(self.room() - 1),
             chains_only: self.chains_only,
             vocab_size: self.vocab_size,
@@ -330,7 +463,7 @@ impl<S: Strategy> Decoder<S> {
         let pending = ctx.pending();
         self.draft.reset(pending);
         self.strategy.draft(&ctx, &mut self.draft)?;
-        self.check_draft(pending)?;
+        self.check_draft(pending, max_nodes)?;
         if self.prefix_len > 0 {
             self.draft
                 .graft_below(&self.tokens[..self.prefix_len], &mut self.grafted);
@@ -345,17 +478,17 @@ impl<S: Strategy> Decoder<S> {
         Ok(self.step_tree())
     }
 
-    fn check_draft(&self, pending: Token) -> Result<(), DecodeError> {
+    fn check_draft(&self, pending: Token, max_nodes: usize) -> Result<(), DecodeError> {
         let tree = &self.draft;
         if tree.root_token() != pending || !tree.needs_logits(0) {
             return Err(DecodeError::State(
                 "a strategy must keep the root: the pending token, with logits",
             ));
         }
-        if tree.len() > self.config.max_nodes {
+        if tree.len() > max_nodes {
             return Err(crate::TreeError::OverBudget {
                 nodes: tree.len(),
-                budget: self.config.max_nodes,
+                budget: max_nodes,
             }
             .into());
         }
@@ -382,8 +515,13 @@ impl<S: Strategy> Decoder<S> {
     }
 
     /// Verifies the step's tree against `logits` (one row per node that asked for logits),
-    /// emits tokens (stopping exactly where a stop condition fires) and lets the strategy
-    /// learn. The caller then commits `commit_path` in the model.
+    /// emits tokens (stopping exactly where a stop condition fires), reads the extras the
+    /// strategy needs and lets it learn. The caller then commits `commit_path` in the model.
+    ///
+    /// On error the decoder is as before the call (the same tree is still proposed, so the
+    /// caller may retry with the same logits), except that the draws the failed attempt took
+    /// from `draw` are spent and the strategy may have learnt part of the step (drafts never
+    /// change what is emitted).
     pub fn advance(
         &mut self,
         logits: ArrayView2<'_, f32>,
@@ -395,48 +533,27 @@ impl<S: Strategy> Decoder<S> {
         }
         let started = Instant::now();
         check_logits_shape(self.step_tree(), &logits, self.vocab_size)?;
-        self.strategy.verify(
-            &self.draft,
-            logits.view(),
-            &self.config.sampling,
-            draw,
-            &mut self.scratch,
-            &mut self.verification,
-        )?;
-        self.check_verification()?;
-        let stop = self.emit();
-        let emitted = self.tokens.len() - self.emitted_from;
-        let kept = &self.verification.path[..emitted];
-        let offset = self.prefix_len;
-        self.commit_path.clear();
-        self.commit_path.extend(0..offset);
-        self.commit_path.extend(kept.iter().map(|&n| n + offset));
-        let accepted = self.verification.accepted().min(emitted);
-        for &node in &self.verification.path[1..=accepted] {
+        let mark = (self.tokens.len(), self.logprobs.len());
+        let saved = self.constraint.as_ref().map(|c| c.fork());
+        let result = self.verify_and_observe(logits, extras, draw);
+        let (stop, extras_time) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                self.tokens.truncate(mark.0);
+                self.logprobs.truncate(mark.1);
+                if saved.is_some() {
+                    self.constraint = saved;
+                }
+                return Err(error);
+            }
+        };
+        let accepted = self.verification.accepted();
+        for &node in &self.verification.path[1..] {
             self.stats.credit_sources(self.draft.sources(node));
         }
-        let extras_time = self.read_extras(extras)?;
-        let feedback = StepFeedback {
-            tree: &self.draft,
-            logits,
-            verification: &self.verification,
-            emitted: &self.tokens[self.emitted_from..],
-            tokens: &self.tokens,
-            hidden_state: self
-                .strategy
-                .requirements()
-                .hidden_state
-                .then(|| self.hidden.view()),
-            head_logits: self
-                .strategy
-                .requirements()
-                .head_logits
-                .then(|| self.heads.view()),
-        };
-        self.strategy.observe(&feedback)?;
         self.prefix_len = 0;
         self.step.accepted = accepted;
-        self.step.emitted = emitted;
+        self.step.emitted = self.tokens.len() - self.emitted_from;
         self.step.model_time += extras_time;
         self.step.overhead_time += started.elapsed().saturating_sub(extras_time);
         self.stats.steps.push(self.step);
@@ -447,9 +564,54 @@ impl<S: Strategy> Decoder<S> {
         };
         Ok(StepOutcome {
             emitted: &self.tokens[self.emitted_from..],
+            logprobs: &self.logprobs[mark.1..],
             commit_path: &self.commit_path,
             stop: self.stop_reason(),
         })
+    }
+
+    /// The fallible part of [`advance`](Self::advance): verification (which emits), the
+    /// extras and the strategy's observation. Returns the stop condition that fired and the
+    /// time spent reading extras.
+    fn verify_and_observe(
+        &mut self,
+        logits: ArrayView2<'_, f32>,
+        extras: &mut dyn StepExtras,
+        draw: &mut dyn Draw,
+    ) -> Result<(Option<StopReason>, Duration), DecodeError> {
+        self.emitted_from = self.tokens.len();
+        let seq = SequenceParts {
+            config: &self.config,
+            tokens: &mut self.tokens,
+            prompt_len: self.prompt_len,
+            constraint: self.constraint.as_mut(),
+            logprobs: &mut self.logprobs,
+            draw,
+            scratch: &mut self.scratch,
+        };
+        let mut verifier = Verifier::new(&self.draft, logits.view(), seq, &mut self.verification);
+        let verified = self.strategy.verify(&mut verifier);
+        let stop = verified.and_then(|()| verifier.finish())?;
+        self.check_verification()?;
+        // The model keeps the root and the accepted drafts; the bonus is the new pending token.
+        let offset = self.prefix_len;
+        self.commit_path.clear();
+        self.commit_path.extend(0..offset);
+        self.commit_path
+            .extend(self.verification.path.iter().map(|&n| n + offset));
+        let extras_time = self.read_extras(extras)?;
+        let needs = self.strategy.requirements();
+        let feedback = StepFeedback {
+            tree: &self.draft,
+            logits,
+            verification: &self.verification,
+            emitted: &self.tokens[self.emitted_from..],
+            tokens: &self.tokens,
+            hidden_state: needs.hidden_state.then(|| self.hidden.view()),
+            head_logits: needs.head_logits.then(|| self.heads.view()),
+        };
+        self.strategy.observe(&feedback)?;
+        Ok((stop, extras_time))
     }
 
     fn check_verification(&self) -> Result<(), DecodeError> {
@@ -458,39 +620,12 @@ impl<S: Strategy> Decoder<S> {
             return Err(DecodeError::State("verification must start at the root"));
         }
         self.draft.check_path(path)?;
-        check_tokens([&self.verification.bonus], self.vocab_size)
-    }
-
-    /// Appends the accepted drafts and the bonus to the sequence, stopping where a stop
-    /// condition fires.
-    fn emit(&mut self) -> Option<StopReason> {
-        self.emitted_from = self.tokens.len();
-        let path = &self.verification.path;
-        let drafted = path[1..].iter().map(|&n| self.draft.token(n));
-        for token in drafted.chain([self.verification.bonus]) {
-            self.tokens.push(token);
-            if let Some(reason) = self.stop_after_push() {
-                return Some(reason);
-            }
+        if self.tokens.len() - self.emitted_from != path.len() {
+            return Err(DecodeError::State(
+                "verification must emit one token per accepted node and the bonus",
+            ));
         }
-        None
-    }
-
-    fn stop_after_push(&self) -> Option<StopReason> {
-        let generated = &self.tokens[self.prompt_len..];
-        let last = generated[generated.len() - 1];
-        if self.config.eos_tokens.contains(&last) {
-            return Some(StopReason::Eos(last));
-        }
-        if let Some(i) = self
-            .config
-            .stop_sequences
-            .iter()
-            .position(|s| generated.ends_with(s))
-        {
-            return Some(StopReason::StopSequence(i));
-        }
-        (generated.len() >= self.config.max_new_tokens).then_some(StopReason::MaxNewTokens)
+        Ok(())
     }
 
     /// Reads the hidden state or head logits at the last accepted node, if the strategy
@@ -514,6 +649,31 @@ impl<S: Strategy> Decoder<S> {
         Ok(started.elapsed())
     }
 
+    /// The tokens the model's cache must hold now: every token of the sequence but the
+    /// pending one once a step has been committed, none before the first step.
+    pub fn committed_len(&self) -> usize {
+        if self.stats.steps.is_empty() {
+            0
+        } else {
+            self.tokens.len() - 1
+        }
+    }
+
+    /// Checks the model's reported committed length against
+    /// [`committed_len`](Self::committed_len): call it after `start` (the cache must be
+    /// empty) and after each commit. A model whose commit keeps the wrong nodes, or a cache
+    /// that was not reset, would otherwise decode wrong tokens silently.
+    pub fn check_committed(&self, model_committed: usize) -> Result<(), DecodeError> {
+        let expected = self.committed_len();
+        if model_committed != expected {
+            return Err(DecodeError::CommittedLength {
+                expected,
+                actual: model_committed,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds time the caller spent in the model for this step (forward and commit).
     pub fn record_model_time(&mut self, time: Duration) {
         if let Some(step) = self.stats.steps.last_mut() {
@@ -532,6 +692,11 @@ impl<S: Strategy> Decoder<S> {
             Phase::Finished(reason) => Some(reason),
             _ => None,
         }
+    }
+
+    /// The logprobs of the tokens generated so far, if the configuration asks for them.
+    pub fn logprobs(&self) -> &[TokenLogprob] {
+        &self.logprobs
     }
 
     /// The tokens generated so far.

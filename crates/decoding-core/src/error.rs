@@ -156,10 +156,12 @@ pub enum DecodeError {
         vocab_size: usize,
     },
     /// Logits that cannot define a distribution.
-    #[error("logits row {row} has no finite maximum (all entries are NaN or -inf)")]
+    #[error("invalid logits in row {row}: {reason}")]
     InvalidLogits {
         /// The row index.
         row: usize,
+        /// What is wrong with it.
+        reason: crate::sampling::InvalidLogits,
     },
     /// The logits array has the wrong shape for the tree.
     #[error("logits have shape {rows}x{cols}, expected {expected_rows}x{expected_cols}")]
@@ -182,6 +184,20 @@ pub enum DecodeError {
     /// The strategy needs something the model does not provide.
     #[error("the strategy needs {0}, which the model does not provide")]
     MissingCapability(&'static str),
+    /// The model's committed context is not as long as the decoder expects.
+    #[error(
+        "the model reports {actual} committed tokens but the decoder expects {expected} (a \
+         commit that did not keep its path, or a cache that was not empty at the start)"
+    )]
+    CommittedLength {
+        /// What the decoder expects.
+        expected: usize,
+        /// What the model reports.
+        actual: usize,
+    },
+    /// A constraint refused (see [`crate::constraint`]).
+    #[error("constraint: {0}")]
+    Constraint(#[source] crate::constraint::ConstraintError),
     /// A failure inside the model.
     #[error("model error: {0}")]
     Model(#[from] ModelError),

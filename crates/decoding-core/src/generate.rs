@@ -6,6 +6,7 @@ use ndarray::ArrayViewMut2;
 
 use crate::decoder::{DecodeConfig, Decoder, ModelExtras, StopReason};
 use crate::error::DecodeError;
+use crate::logprobs::TokenLogprob;
 use crate::model::LogitsModel;
 use crate::sampling::Draw;
 use crate::stats::DecodeStats;
@@ -23,12 +24,16 @@ pub struct Generation {
     pub stats: DecodeStats,
     /// The strategy's own statistics.
     pub metrics: Vec<Metric>,
+    /// One entry per generated token when the configuration asks for logprobs, else empty.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// Decodes `prompt` with `strategy` until a stop condition of `config` fires.
 ///
-/// The model is reset first. `draw` supplies randomness when `config` samples (it is never
-/// touched under greedy decoding). Equivalent to [`generate_streaming`] with no callback.
+/// The model is reset first, and its committed length is checked after the reset and after
+/// every commit ([`Decoder::check_committed`]). `draw` supplies randomness when `config`
+/// samples (it is never touched under greedy decoding; one draw per generated token
+/// otherwise, as plain sampling). Equivalent to [`generate_streaming`] with no callback.
 pub fn generate<S: Strategy>(
     model: &mut dyn LogitsModel,
     strategy: S,
@@ -58,6 +63,7 @@ pub fn generate_streaming<S: Strategy>(
         model.tree_support(),
         model.max_context(),
     )?;
+    decoder.check_committed(model.committed_len())?;
     let mut buffer: Vec<f32> = Vec::new();
     while !decoder.is_finished() {
         let tree = decoder.propose()?;
@@ -76,6 +82,7 @@ pub fn generate_streaming<S: Strategy>(
         model.commit(outcome.commit_path)?;
         model_time += started.elapsed();
         decoder.record_model_time(model_time);
+        decoder.check_committed(model.committed_len())?;
     }
     Ok(Generation::from_decoder(&decoder))
 }
@@ -89,6 +96,7 @@ impl Generation {
             stop: decoder.stop_reason().unwrap_or(StopReason::MaxNewTokens),
             stats: decoder.stats().clone(),
             metrics: decoder.strategy().metrics(),
+            logprobs: decoder.logprobs().to_vec(),
         }
     }
 }

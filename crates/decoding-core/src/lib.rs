@@ -11,6 +11,10 @@
 //! * [`Sampling`] and [`verify_tree`]: one definition of the target distribution, and the
 //!   exact verifier (greedy: token-identical; sampling: the residual rule, identically
 //!   distributed, and in fact token-identical to plain sampling with the same seed);
+//! * [`process`] (penalties, logit bias, no-repeat-n-gram, your own [`LogitsProcessor`]) and
+//!   [`constraint`] (token masks with state, for grammar-constrained decoding): applied to
+//!   each row with that row's own history, so they are exact under every strategy;
+//!   [`logprobs`] of every emitted token;
 //! * [`Strategy`] and [`Decoder`]: sans-IO state machines (draft, observe) and the
 //!   per-sequence loop around them, with stop conditions honoured inside accepted chunks and
 //!   per-step [`DecodeStats`]; [`generate`] drives one sequence over a model;
@@ -36,12 +40,15 @@
 mod batch;
 mod builder;
 mod composite;
+pub mod constraint;
 mod cost_curve;
 mod decoder;
 mod error;
 mod exact;
 mod generate;
+pub mod logprobs;
 mod model;
+pub mod process;
 mod sampling;
 mod stats;
 mod strategy;
@@ -53,6 +60,7 @@ pub mod toy;
 pub use batch::{BatchLogitsModel, BatchRequest, BatchStats, PerSequence, SeqId, decode_batch};
 pub use builder::TreeBuilder;
 pub use composite::{Composite, NodeBudget};
+pub use constraint::{Constraint, ConstraintError, ConstraintState};
 pub use cost_curve::CostCurve;
 pub use decoder::{
     DecodeConfig, Decoder, ModelExtras, NoExtras, StepExtras, StepOutcome, StopReason,
@@ -60,11 +68,15 @@ pub use decoder::{
 pub use error::{DecodeError, ModelError, TreeError};
 pub use exact::{enumerate_draws, target_probability};
 pub use generate::{Generation, generate, generate_streaming};
+pub use logprobs::{LogprobsConfig, LogprobsMode, TokenLogprob};
 pub use model::{HeadLogits, HiddenStates, LogitsModel, TreeSupport};
-pub use sampling::{Draw, InvalidLogits, Sampling, argmax};
+pub use process::{History, LogitsProcessor};
+pub use sampling::{Draw, InvalidLogits, Sampling, argmax, checked_argmax};
 pub use stats::{DecodeStats, StepRecord};
 pub use strategy::{DraftContext, Metric, Plain, Requirements, StepFeedback, Strategy};
 pub use tree::{
     Ancestors, Children, MAX_TREE_NODES, NodeId, SourceId, SourceSet, Token, TokenTree,
 };
-pub use verify::{Verification, check_logits_shape, verify_tree};
+pub use verify::{
+    StepVerification, Verification, Verifier, check_logits_shape, verify_step, verify_tree,
+};

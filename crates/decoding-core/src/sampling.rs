@@ -2,9 +2,14 @@
 //! plain decoder and by every verifier alike.
 //!
 //! Greedy decoding takes the argmax, ties broken towards the lowest token id. Random sampling
-//! applies, in this order, temperature, top-k (ties at the cut-off broken towards lower ids)
-//! and top-p (the smallest prefix of tokens, by descending probability then ascending id,
-//! whose mass reaches `p`), then renormalises.
+//! applies, in this order (as Hugging Face's warpers do), temperature, top-k (ties at the
+//! cut-off broken towards lower ids), top-p (the smallest prefix of tokens, by descending
+//! probability then ascending id, whose mass reaches `p`) and min-p (tokens less likely than
+//! `min_p` times the most likely one are dropped), then renormalises.
+//!
+//! A row that defines no distribution is an error ([`InvalidLogits`]), under greedy decoding
+//! and sampling alike: an empty row, a NaN anywhere in it, or every logit `-inf` (no token
+//! can be chosen; a constraint that masks every token reports itself instead).
 
 use crate::error::DecodeError;
 use crate::tree::Token;
@@ -72,12 +77,17 @@ impl<R: rand::Rng + ?Sized> Draw for R {
     }
 }
 
-/// How the next token is chosen from logits. Validated at construction.
+/// How the next token is chosen from logits.
+///
+/// Built with infallible setters and checked once by [`validate`](Self::validate) (the
+/// decoder does it when a sequence starts; [`new`](Self::new) is the validated shorthand);
+/// [`distribution`](Self::distribution) and [`sample`](Self::sample) refuse an invalid one.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     temperature: f32,
     top_k: Option<usize>,
     top_p: Option<f32>,
+    min_p: Option<f32>,
 }
 
 impl Default for Sampling {
@@ -93,36 +103,79 @@ impl Sampling {
             temperature: 0.0,
             top_k: None,
             top_p: None,
+            min_p: None,
         }
     }
 
-    /// Random sampling at `temperature` (0 means greedy), optionally restricted to the `top_k`
-    /// most likely tokens and to the nucleus of mass `top_p`.
+    /// Random sampling at `temperature` (finite, `>= 0`; 0 means greedy), no truncation.
+    pub const fn with_temperature(temperature: f32) -> Self {
+        Self {
+            temperature,
+            ..Self::greedy()
+        }
+    }
+
+    /// Random sampling at `temperature`, optionally restricted to the `top_k` most likely
+    /// tokens and to the nucleus of mass `top_p`; validated.
     pub fn new(
         temperature: f32,
         top_k: Option<usize>,
         top_p: Option<f32>,
     ) -> Result<Self, DecodeError> {
-        if !(temperature.is_finite() && temperature >= 0.0) {
+        let sampling = Self {
+            top_k,
+            top_p,
+            ..Self::with_temperature(temperature)
+        };
+        sampling.validate()?;
+        Ok(sampling)
+    }
+
+    /// Keeps only the `k` most likely tokens (`k >= 1`); `None` keeps all.
+    pub fn with_top_k(mut self, k: Option<usize>) -> Self {
+        self.top_k = k;
+        self
+    }
+
+    /// Keeps the nucleus of mass `p` (in `(0, 1]`); `None` keeps all.
+    pub fn with_top_p(mut self, p: Option<f32>) -> Self {
+        self.top_p = p;
+        self
+    }
+
+    /// Drops the tokens less likely than `p` (in `[0, 1]`) times the most likely one, after
+    /// top-k and top-p; `None` keeps all.
+    pub fn with_min_p(mut self, p: Option<f32>) -> Self {
+        self.min_p = p;
+        self
+    }
+
+    /// Checks every parameter's range.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
             return Err(DecodeError::config(format!(
-                "temperature must be finite and >= 0, got {temperature}"
+                "temperature must be finite and >= 0, got {t}"
             )));
         }
-        if top_k == Some(0) {
+        if self.top_k == Some(0) {
             return Err(DecodeError::config("top_k must be at least 1"));
         }
-        if let Some(p) = top_p
+        if let Some(p) = self.top_p
             && !(p > 0.0 && p <= 1.0)
         {
             return Err(DecodeError::config(format!(
                 "top_p must be in (0, 1], got {p}"
             )));
         }
-        Ok(Self {
-            temperature,
-            top_k,
-            top_p,
-        })
+        if let Some(p) = self.min_p
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(DecodeError::config(format!(
+                "min_p must be in [0, 1], got {p}"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether this is greedy decoding (temperature 0).
@@ -145,14 +198,22 @@ impl Sampling {
         self.top_p
     }
 
+    /// The min-p ratio, if any.
+    pub fn min_p(&self) -> Option<f32> {
+        self.min_p
+    }
+
     /// Writes the target distribution for `logits` into `probs` (one probability per token,
-    /// summing to 1). Fails when `logits` is empty or holds a NaN. Infinite logits are
-    /// limits: `+inf` takes all the mass (the lowest such id), and a row where every logit is
-    /// `-inf` gives all of it to token 0, as greedy decoding's lowest-id tie-break does.
+    /// summing to 1). Fails when the row defines no distribution (see the module docs) or
+    /// the sampling parameters are invalid. A `+inf` logit takes all the mass (the lowest
+    /// such id).
     pub fn distribution(&self, logits: &[f32], probs: &mut Vec<f64>) -> Result<(), InvalidLogits> {
         probs.clear();
         probs.resize(logits.len(), 0.0);
-        let best = argmax(logits).ok_or(InvalidLogits)?;
+        let best = checked_argmax(logits)?;
+        if self.validate().is_err() {
+            return Err(InvalidLogits::InvalidSampling);
+        }
         let max = logits[best as usize];
         if self.is_greedy() || max.is_infinite() {
             probs[best as usize] = 1.0;
@@ -164,6 +225,16 @@ impl Sampling {
         }
         if self.top_k.is_some() || self.top_p.is_some() {
             self.truncate(probs);
+        }
+        if let Some(min_p) = self.min_p {
+            // The most likely token weighs exp(0) = 1 and survives every cut, so the
+            // threshold relative to it is `min_p` itself.
+            let threshold = f64::from(min_p);
+            probs.iter_mut().for_each(|p| {
+                if *p < threshold {
+                    *p = 0.0;
+                }
+            });
         }
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
@@ -233,22 +304,52 @@ impl Sampling {
         scratch: &mut Vec<f64>,
     ) -> Result<Token, InvalidLogits> {
         if self.is_greedy() {
-            return argmax(logits).ok_or(InvalidLogits);
+            return checked_argmax(logits);
         }
         self.distribution(logits, scratch)?;
         Ok(draw.categorical(scratch) as Token)
     }
 }
 
-/// Logits that define no distribution: empty, or holding a NaN.
+/// The greedy choice of a row that defines a distribution: the argmax (lowest id on ties) of
+/// a row that is not empty, holds no NaN and not only `-inf`; else why not.
+pub fn checked_argmax(logits: &[f32]) -> Result<Token, InvalidLogits> {
+    match argmax(logits) {
+        Some(best) if logits[best as usize] > f32::NEG_INFINITY => Ok(best),
+        Some(_) => Err(InvalidLogits::AllNegativeInfinite),
+        None if logits.is_empty() => Err(InvalidLogits::Empty),
+        None => {
+            let token = logits.iter().position(|x| x.is_nan()).unwrap_or(0) as Token;
+            Err(InvalidLogits::Nan { token })
+        }
+    }
+}
+
+/// Why a logits row defines no distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("logits are empty or hold a NaN")]
-pub struct InvalidLogits;
+#[non_exhaustive]
+pub enum InvalidLogits {
+    /// The row has no entries.
+    #[error("the row is empty")]
+    Empty,
+    /// A NaN logit (the first one is named).
+    #[error("the logit of token {token} is NaN")]
+    Nan {
+        /// The first token whose logit is NaN.
+        token: Token,
+    },
+    /// Every logit is `-inf`: no token can be chosen.
+    #[error("every logit is -inf, so no token can be chosen")]
+    AllNegativeInfinite,
+    /// The sampling parameters are out of range (see [`Sampling::validate`]).
+    #[error("the sampling parameters are invalid")]
+    InvalidSampling,
+}
 
 impl InvalidLogits {
     /// The decode error for logits row `row`.
     pub fn at_row(self, row: usize) -> DecodeError {
-        DecodeError::InvalidLogits { row }
+        DecodeError::InvalidLogits { row, reason: self }
     }
 }
 
@@ -256,6 +357,7 @@ impl InvalidLogits {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::SeedableRng;
 
     /// The obvious definitions the fast paths must match.
     fn naive_argmax(logits: &[f32]) -> Option<Token> {
@@ -383,13 +485,69 @@ mod tests {
     }
 
     #[test]
-    fn infinite_rows_are_limits() {
+    fn infinite_logits_are_limits() {
         let mut probs = Vec::new();
         let t = Sampling::new(0.7, None, Some(0.9)).unwrap();
-        t.distribution(&[f32::NEG_INFINITY; 3], &mut probs).unwrap();
-        assert_eq!(probs, [1.0, 0.0, 0.0]);
         t.distribution(&[0.0, f32::INFINITY, f32::INFINITY], &mut probs)
             .unwrap();
         assert_eq!(probs, [0.0, 1.0, 0.0]);
+        t.distribution(&[f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY], &mut probs)
+            .unwrap();
+        assert_eq!(probs, [0.0, 1.0, 0.0]);
+    }
+
+    /// Issue 16: an all -inf row used to yield token 0 silently; it is an error, under
+    /// greedy decoding and sampling alike, and a NaN is named where it is.
+    #[test]
+    fn rows_without_a_distribution_are_errors_naming_why() {
+        let mut probs = Vec::new();
+        let mut draw = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+        for sampling in [
+            Sampling::greedy(),
+            Sampling::new(0.7, Some(2), None).unwrap(),
+        ] {
+            let all_neg = [f32::NEG_INFINITY; 3];
+            assert_eq!(
+                sampling.sample(&all_neg, &mut draw, &mut probs),
+                Err(InvalidLogits::AllNegativeInfinite)
+            );
+            assert_eq!(
+                sampling.sample(&[0.0, 1.0, f32::NAN, f32::NAN], &mut draw, &mut probs),
+                Err(InvalidLogits::Nan { token: 2 })
+            );
+            assert_eq!(
+                sampling.sample(&[], &mut draw, &mut probs),
+                Err(InvalidLogits::Empty)
+            );
+        }
+        let err = InvalidLogits::Nan { token: 2 }.at_row(3).to_string();
+        assert_eq!(err, "invalid logits in row 3: the logit of token 2 is NaN");
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_its_share_of_the_best() {
+        let mut probs = Vec::new();
+        // exp(0), exp(-1), exp(-3): relative weights 1, 0.37, 0.05.
+        let logits = [0.0f32, -1.0, -3.0];
+        let sampling = Sampling::with_temperature(1.0).with_min_p(Some(0.1));
+        sampling.validate().unwrap();
+        sampling.distribution(&logits, &mut probs).unwrap();
+        let kept = 1.0 + (-1.0f64).exp();
+        assert_eq!(probs[2], 0.0);
+        assert!((probs[0] - 1.0 / kept).abs() < 1e-12);
+        // Applied after the temperature: at 10, every token is within 0.1 of the best.
+        let hot = Sampling::with_temperature(10.0).with_min_p(Some(0.1));
+        hot.distribution(&logits, &mut probs).unwrap();
+        assert!(probs.iter().all(|&p| p > 0.0));
+        assert!(
+            Sampling::with_temperature(1.0)
+                .with_min_p(Some(1.5))
+                .validate()
+                .is_err()
+        );
+        assert_eq!(
+            Sampling::with_temperature(-1.0).distribution(&logits, &mut probs),
+            Err(InvalidLogits::InvalidSampling)
+        );
     }
 }

@@ -5,9 +5,8 @@ use std::borrow::Cow;
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::error::DecodeError;
-use crate::sampling::{Draw, Sampling};
 use crate::tree::{Token, TokenTree};
-use crate::verify::{Verification, verify_tree};
+use crate::verify::{Verification, Verifier};
 
 /// What a strategy sees when it drafts.
 #[derive(Clone, Copy, Debug)]
@@ -141,18 +140,11 @@ pub trait Strategy {
         Requirements::NONE
     }
 
-    /// Verifies the drafted tree. The default is the exact verifier of
-    /// [`verify_tree`](crate::verify_tree), lossless under greedy decoding and sampling.
-    fn verify(
-        &mut self,
-        tree: &TokenTree,
-        logits: ArrayView2<'_, f32>,
-        sampling: &Sampling,
-        draw: &mut dyn Draw,
-        scratch: &mut Vec<f64>,
-        out: &mut Verification,
-    ) -> Result<(), DecodeError> {
-        verify_tree(tree, 0, logits, sampling, draw, scratch, out)
+    /// Verifies the drafted tree and emits its tokens. The default is
+    /// [`Verifier::exact`], lossless under greedy decoding and sampling; a lossy rule reads
+    /// [`Verifier::distribution`] and emits the path it accepts with [`Verifier::accept`].
+    fn verify(&mut self, verifier: &mut Verifier<'_>) -> Result<(), DecodeError> {
+        verifier.exact()
     }
 
     /// Whether a [`Composite`](crate::Composite) may drop some of this strategy's drafted
@@ -209,16 +201,8 @@ macro_rules! forward_strategy {
             fn requirements(&self) -> Requirements {
                 (**self).requirements()
             }
-            fn verify(
-                &mut self,
-                tree: &TokenTree,
-                logits: ArrayView2<'_, f32>,
-                sampling: &Sampling,
-                draw: &mut dyn Draw,
-                scratch: &mut Vec<f64>,
-                out: &mut Verification,
-            ) -> Result<(), DecodeError> {
-                (**self).verify(tree, logits, sampling, draw, scratch, out)
+            fn verify(&mut self, verifier: &mut Verifier<'_>) -> Result<(), DecodeError> {
+                (**self).verify(verifier)
             }
             fn prunable(&self) -> bool {
                 (**self).prunable()

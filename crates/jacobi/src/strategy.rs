@@ -1,8 +1,8 @@
 //! The Jacobi strategy: draft the trajectory as a chain, replace it by the model's predictions.
 
 use decoding_core::{
-    DecodeError, DraftContext, Metric, NodeId, SourceId, SourceSet, StepFeedback, Strategy, Token,
-    TokenTree, argmax,
+    DecodeError, DraftContext, InvalidLogits, Metric, NodeId, SourceId, SourceSet, StepFeedback,
+    Strategy, Token, TokenTree, argmax, checked_argmax,
 };
 use ndarray::ArrayView2;
 
@@ -38,7 +38,13 @@ pub fn greedy_prediction(
         Some(slice) => fast_argmax(slice),
         None => argmax(&values.to_vec()),
     };
-    token.map(Some).ok_or(DecodeError::InvalidLogits { row })
+    match token {
+        Some(token) => Ok(Some(token)),
+        None => Err(checked_argmax(&values.to_vec())
+            .err()
+            .unwrap_or(InvalidLogits::Empty)
+            .at_row(row)),
+    }
 }
 
 /// [`argmax`] (lowest index on ties, `None` when empty or holding a NaN), computed in two

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use decoding_core::{
-    CostCurve, DecodeError, DraftContext, Draw, LogitsModel, Metric, NodeId, Requirements,
-    Sampling, StepFeedback, Strategy, Token, TokenTree, Verification,
+    CostCurve, DecodeError, DraftContext, LogitsModel, Metric, NodeId, Requirements, StepFeedback,
+    Strategy, Token, TokenTree, Verifier,
 };
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
@@ -300,6 +300,7 @@ pub struct Medusa {
     scores: Vec<f32>,
     accepted_path: Vec<(usize, usize)>,
     stack: Vec<(NodeId, f64)>,
+    path: Vec<NodeId>,
     stats: MedusaStats,
 }
 
@@ -332,6 +333,7 @@ impl Medusa {
             scores: Vec::new(),
             accepted_path: Vec::new(),
             stack: Vec::new(),
+            path: Vec::new(),
             stats: MedusaStats::default(),
         })
     }
@@ -621,21 +623,11 @@ impl Strategy for Medusa {
         self.heads.requirements()
     }
 
-    fn verify(
-        &mut self,
-        tree: &TokenTree,
-        logits: ArrayView2<'_, f32>,
-        sampling: &Sampling,
-        draw: &mut dyn Draw,
-        scratch: &mut Vec<f64>,
-        out: &mut Verification,
-    ) -> Result<(), DecodeError> {
+    fn verify(&mut self, verifier: &mut Verifier<'_>) -> Result<(), DecodeError> {
         match self.config.acceptance {
-            Acceptance::Exact => {
-                decoding_core::verify_tree(tree, 0, logits, sampling, draw, scratch, out)
-            }
+            Acceptance::Exact => verifier.exact(),
             Acceptance::TypicalLossy(typical) => {
-                typical.verify(tree, logits, sampling, draw, scratch, &mut self.stack, out)
+                typical.verify(verifier, &mut self.stack, &mut self.path)
             }
         }
     }

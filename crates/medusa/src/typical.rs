@@ -14,8 +14,7 @@
 //! it accepts plausible tokens that plain sampling might not have drawn. Use it only when
 //! speed matters more than fidelity to the model's distribution.
 
-use decoding_core::{DecodeError, Draw, NodeId, Sampling, TokenTree, Verification};
-use ndarray::ArrayView2;
+use decoding_core::{DecodeError, NodeId, Verifier};
 
 use crate::error::MedusaError;
 
@@ -68,18 +67,15 @@ impl TypicalAcceptance {
         self.epsilon.min(self.delta * (-entropy).exp())
     }
 
-    /// Verifies `tree` by typical acceptance; see the module docs.
-    #[allow(clippy::too_many_arguments)]
+    /// Verifies the step's tree by typical acceptance and emits the accepted path; see the
+    /// module docs. `stack` and `path` are reused between calls.
     pub(crate) fn verify(
         &self,
-        tree: &TokenTree,
-        logits: ArrayView2<'_, f32>,
-        sampling: &Sampling,
-        draw: &mut dyn Draw,
-        scratch: &mut Vec<f64>,
+        verifier: &mut Verifier<'_>,
         stack: &mut Vec<(NodeId, f64)>,
-        out: &mut Verification,
+        path: &mut Vec<NodeId>,
     ) -> Result<(), DecodeError> {
+        let tree = verifier.tree();
         // (depth, likelihood, node) of the best end so far.
         let mut best = (0usize, 0.0f64, 0usize);
         stack.clear();
@@ -95,69 +91,65 @@ impl TypicalAcceptance {
             if tree.children(node).all(|c| !tree.needs_logits(c)) {
                 continue;
             }
-            distribution(tree, node, logits, sampling, scratch)?;
-            let threshold = self.threshold(scratch);
+            let p = verifier.distribution(node)?;
+            let threshold = self.threshold(p);
             for child in tree.children(node).filter(|&c| tree.needs_logits(c)) {
-                let p = scratch[tree.token(child) as usize];
-                if p > threshold {
-                    stack.push((child, likelihood + p.ln()));
+                let pc = p[tree.token(child) as usize];
+                if pc > threshold {
+                    stack.push((child, likelihood + pc.ln()));
                 }
             }
         }
-        tree.path_to(best.2, &mut out.path);
-        let row = row_of(tree, best.2)?;
-        let values = logits.row(row);
-        let next = match values.as_slice() {
-            Some(slice) => sampling.sample(slice, draw, scratch),
-            None => sampling.sample(&values.to_vec(), draw, scratch),
-        };
-        out.bonus = next.map_err(|e| e.at_row(row))?;
-        Ok(())
+        tree.path_to(best.2, path);
+        verifier.accept(path)
     }
-}
-
-fn row_of(tree: &TokenTree, node: NodeId) -> Result<usize, DecodeError> {
-    tree.logits_row(node).ok_or(DecodeError::State(
-        "verification reached a node whose logits were not requested",
-    ))
-}
-
-fn distribution(
-    tree: &TokenTree,
-    node: NodeId,
-    logits: ArrayView2<'_, f32>,
-    sampling: &Sampling,
-    out: &mut Vec<f64>,
-) -> Result<(), DecodeError> {
-    let row = row_of(tree, node)?;
-    let values = logits.row(row);
-    let done = match values.as_slice() {
-        Some(slice) => sampling.distribution(slice, out),
-        None => sampling.distribution(&values.to_vec(), out),
-    };
-    done.map_err(|e| e.at_row(row))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use decoding_core::{
+        DecodeConfig, DraftContext, Sampling, StepFeedback, Strategy, Token, TokenTree,
+        Verification, verify_step,
+    };
     use ndarray::Array2;
 
+    /// Typical acceptance as a strategy's verifier, for `verify_step`.
+    struct Typical;
+
+    impl Strategy for Typical {
+        fn name(&self) -> &str {
+            "typical"
+        }
+        fn begin(&mut self, _: &[Token], _: usize) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn draft(&mut self, _: &DraftContext<'_>, _: &mut TokenTree) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn observe(&mut self, _: &StepFeedback<'_>) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn verify(&mut self, verifier: &mut Verifier<'_>) -> Result<(), DecodeError> {
+            TypicalAcceptance::default().verify(verifier, &mut Vec::new(), &mut Vec::new())
+        }
+    }
+
     fn verify(tree: &TokenTree, logits: &Array2<f32>, sampling: Sampling) -> Verification {
-        let mut out = Verification::default();
         let mut rng = <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(3);
-        TypicalAcceptance::default()
-            .verify(
-                tree,
-                logits.view(),
-                &sampling,
-                &mut rng,
-                &mut Vec::new(),
-                &mut Vec::new(),
-                &mut out,
-            )
-            .unwrap();
-        out
+        let config = DecodeConfig::new(16).with_sampling(sampling);
+        let root = [tree.root_token()];
+        verify_step(
+            &mut Typical,
+            tree,
+            logits.view(),
+            &config,
+            &root,
+            1,
+            &mut rng,
+        )
+        .unwrap()
+        .verification
     }
 
     #[test]

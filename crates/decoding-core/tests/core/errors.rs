@@ -116,7 +116,7 @@ fn decoder_rejects_calls_out_of_order_and_bad_logits() {
     let nan = Array2::from_elem((1, 4), f32::NAN);
     assert!(matches!(
         decoder.advance(nan.view(), &mut NoExtras, &mut rng()),
-        Err(DecodeError::InvalidLogits { row: 0 })
+        Err(DecodeError::InvalidLogits { row: 0, .. })
     ));
 }
 

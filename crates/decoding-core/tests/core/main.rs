@@ -6,5 +6,6 @@ mod composite;
 mod decode;
 mod errors;
 mod models;
+mod regressions;
 mod trees;
 mod verification;
