@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 
 use ndarray::Array2;
 
+use crate::decoder::DecodeConfig;
 use crate::error::DecodeError;
 use crate::model::LogitsModel;
+use crate::process::History;
 use crate::sampling::{Draw, Sampling};
 use crate::tree::{Token, TokenTree};
+use crate::verify::target_row;
 
 /// A [`Draw`] that follows a script of choices, then takes the first possible index,
 /// recording every choice with its alternatives: running once per script, backtracking like
@@ -79,29 +82,65 @@ pub fn enumerate_draws<T: Ord>(
 
 /// The probability that plain sampling produces `output` after `prompt`: the product of the
 /// target distribution's probabilities, each from a fresh forward of the whole context
-/// (the model is reset first).
+/// (the model is reset first). [`target_probability_with`] for a whole configuration.
 pub fn target_probability(
     model: &mut dyn LogitsModel,
     prompt: &[Token],
     output: &[Token],
     sampling: &Sampling,
 ) -> Result<f64, DecodeError> {
+    let config = DecodeConfig::new(output.len()).with_sampling(*sampling);
+    target_probability_with(model, prompt, output, &config)
+}
+
+/// Like [`target_probability`], with `config`'s whole target: its logits processors (each
+/// row processed with its own history), its constraint's mask and its sampling rule. Stop
+/// conditions are not applied.
+pub fn target_probability_with(
+    model: &mut dyn LogitsModel,
+    prompt: &[Token],
+    output: &[Token],
+    config: &DecodeConfig,
+) -> Result<f64, DecodeError> {
     let vocab = model.vocab_size();
+    config.validate(vocab)?;
+    let mut state = match config.constraint() {
+        Some(c) => Some(c.start(prompt, vocab)?),
+        None => None,
+    };
     let mut probability = 1.0;
-    let mut probs = Vec::new();
+    let (mut probs, mut buf) = (Vec::new(), Vec::new());
     for (i, &token) in output.iter().enumerate() {
         let context: Vec<Token> = prompt.iter().chain(&output[..i]).copied().collect();
         model.reset()?;
-        let tree = TokenTree::from_chain(&context)?;
-        let mut logits = Array2::zeros((tree.logits_rows(), vocab));
+        let mut tree = TokenTree::from_chain(&context)?;
+        for node in 0..tree.len() - 1 {
+            tree.set_needs_logits(node, false);
+        }
+        let mut logits = Array2::zeros((1, vocab));
         model.forward(&tree, logits.view_mut())?;
-        let last = context.len() - 1;
-        let row = logits.row(last).to_vec();
-        sampling
-            .distribution(&row, &mut probs)
-            .map_err(|e| e.at_row(last))?;
+        let history = History::new(&context, &[], prompt.len());
+        let row = target_row(
+            config,
+            &history,
+            state.as_deref_mut(),
+            logits.view(),
+            0,
+            &mut buf,
+        )?;
+        config
+            .sampling()
+            .distribution(row, &mut probs)
+            .map_err(|e| e.at_row(0))?;
         probability *= probs.get(token as usize).copied().unwrap_or(0.0);
+        if probability == 0.0 {
+            break;
+        }
+        if let Some(state) = &mut state {
+            state.advance(token)?;
+        }
     }
+    model.reset()?;
     Ok(probability)
 }
 

@@ -66,7 +66,7 @@ pub use decoder::{
     DecodeConfig, Decoder, ModelExtras, NoExtras, StepExtras, StepOutcome, StopReason,
 };
 pub use error::{DecodeError, ModelError, TreeError};
-pub use exact::{enumerate_draws, target_probability};
+pub use exact::{enumerate_draws, target_probability, target_probability_with};
 pub use generate::{Generation, generate, generate_streaming};
 pub use logprobs::{LogprobsConfig, LogprobsMode, TokenLogprob};
 pub use model::{HeadLogits, HiddenStates, LogitsModel, TreeSupport};

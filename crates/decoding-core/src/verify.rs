@@ -450,7 +450,7 @@ impl Walk for Verifier<'_> {
 /// Row `row` of `logits` as the target sees it at the position after `history`: as the
 /// model wrote it when there is nothing to apply, else copied into `buf`, run through the
 /// configuration's processors and masked by the constraint's `state` there.
-fn target_row<'r>(
+pub(crate) fn target_row<'r>(
     config: &DecodeConfig,
     history: &History<'_>,
     state: Option<&mut (dyn ConstraintState + 'static)>,
