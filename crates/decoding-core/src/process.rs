@@ -258,7 +258,8 @@ impl LogitsProcessor for NoRepeatNgram {
     fn process(&self, history: &History<'_>, logits: &mut [f32]) {
         let n = self.0;
         let len = history.len();
-        if n == 0 || len + 1 < n {
+        // An n-gram to repeat needs n tokens of history.
+        if n == 0 || len < n {
             return;
         }
         let tokens: Vec<Token> = history.iter().collect();

@@ -7,5 +7,6 @@ mod decode;
 mod errors;
 mod models;
 mod regressions;
+mod target;
 mod trees;
 mod verification;
