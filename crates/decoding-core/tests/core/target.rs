@@ -59,7 +59,7 @@ impl ConstraintState for NoStutterState {
     }
 
     fn allows(&mut self, token: Token) -> bool {
-        Some(token) != self.last && (token != 0 || self.generated % 2 == 0)
+        Some(token) != self.last && (token != 0 || self.generated.is_multiple_of(2))
     }
 
     fn advance(&mut self, token: Token) -> Result<(), ConstraintError> {
