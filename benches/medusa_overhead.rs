@@ -125,14 +125,7 @@ fn strategy_step(c: &mut Criterion) {
                     head_logits: None,
                 };
                 medusa.observe(&feedback).unwrap();
-                let ctx = DraftContext {
-                    tokens: &tokens,
-                    prompt_len: 200,
-                    max_nodes: 64,
-                    max_depth: 50,
-                    chains_only: false,
-                    vocab_size: VOCAB,
-                };
+                let ctx = DraftContext::new(&tokens, 200, 64, 50, VOCAB);
                 tree.reset(ctx.pending());
                 medusa.draft(&ctx, &mut tree).unwrap();
                 black_box(tree.len())

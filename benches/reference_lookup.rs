@@ -89,14 +89,7 @@ fn run_steps(
         tokens.push(output[0]);
         let mut emitted = 1;
         while emitted < output.len() && done < steps {
-            let ctx = DraftContext {
-                tokens: &tokens,
-                prompt_len: prompt.len(),
-                max_nodes: 64,
-                max_depth: output.len() - emitted,
-                chains_only: false,
-                vocab_size: VOCAB,
-            };
+            let ctx = DraftContext::new(&tokens, prompt.len(), 64, output.len() - emitted, VOCAB);
             tree.reset(ctx.pending());
             let started = Instant::now();
             strategy.draft(&ctx, &mut tree).unwrap();

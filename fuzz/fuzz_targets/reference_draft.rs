@@ -268,14 +268,10 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         if u.is_empty() || tokens.len() > 90 {
             break;
         }
-        let ctx = DraftContext {
-            tokens: &tokens,
-            prompt_len,
-            max_nodes: u.int_in_range(1..=40)?,
-            max_depth: u.int_in_range(0..=12)?,
-            chains_only: u.ratio(1, 6)?,
-            vocab_size,
-        };
+        let max_nodes = u.int_in_range(1..=40)?;
+        let max_depth = u.int_in_range(0..=12)?;
+        let ctx = DraftContext::new(&tokens, prompt_len, max_nodes, max_depth, vocab_size)
+            .with_chains_only(u.ratio(1, 6)?);
         tree.reset(ctx.pending());
         strategy.draft(&ctx, &mut tree).unwrap();
         check_draft(&config, &docs, &ctx, &tree);

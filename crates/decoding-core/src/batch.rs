@@ -234,6 +234,47 @@ pub struct BatchStats {
     pub tokens: usize,
     /// Most sequences in one forward pass.
     pub max_in_flight: usize,
+    /// Most tree nodes in one forward pass, over all its sequences.
+    pub max_nodes_per_pass: usize,
+}
+
+/// How [`decode_batch_with`] shares its forward passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// At most this many sequences in flight (at least 1).
+    pub concurrency: usize,
+    /// At most this many tree nodes per forward pass over all sequences: each of the `B`
+    /// sequences in flight may draft `total / B` nodes (the first `total % B` one more; at
+    /// least its root), within its own configuration's budget. `None`: each sequence's own
+    /// budget.
+    pub max_total_nodes: Option<usize>,
+    /// Speculate only while at most this many sequences are in flight (above it, every
+    /// sequence decodes plainly until the batch shrinks again). `None`: always, as each
+    /// request's configuration says.
+    pub speculate_up_to: Option<usize>,
+}
+
+impl BatchOptions {
+    /// Up to `concurrency` sequences in flight, each within its own budget.
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            concurrency,
+            max_total_nodes: None,
+            speculate_up_to: None,
+        }
+    }
+
+    /// At most `total` nodes per forward pass over all sequences.
+    pub fn with_max_total_nodes(mut self, total: Option<usize>) -> Self {
+        self.max_total_nodes = total;
+        self
+    }
+
+    /// Speculation only while at most `limit` sequences are in flight.
+    pub fn with_speculate_up_to(mut self, limit: Option<usize>) -> Self {
+        self.speculate_up_to = limit;
+        self
+    }
 }
 
 struct Active {
@@ -252,13 +293,35 @@ struct Active {
 /// Each sequence's [`DecodeStats`](crate::DecodeStats) records the whole batched forward as
 /// its model time (the pass it waited for), so summing model time over sequences counts each
 /// shared pass once per sequence in it ([`BatchStats`] counts the passes themselves).
+///
+/// Equivalent to [`decode_batch_with`] and [`BatchOptions::new`]`(concurrency)`.
 pub fn decode_batch(
     model: &mut dyn BatchLogitsModel,
     requests: Vec<BatchRequest>,
     concurrency: usize,
 ) -> Result<(Vec<Result<Generation, DecodeError>>, BatchStats), DecodeError> {
+    decode_batch_with(model, requests, &BatchOptions::new(concurrency))
+}
+
+/// Like [`decode_batch`], sharing the passes as `options` say. Each step, every sequence's
+/// strategy learns how many sequences share the pass ([`DraftContext::batch_size`]), so
+/// cost-aware trees shrink as the batch grows; a total node budget caps the pass itself.
+/// Outputs are unchanged by any option.
+///
+/// [`DraftContext::batch_size`]: crate::DraftContext::batch_size
+pub fn decode_batch_with(
+    model: &mut dyn BatchLogitsModel,
+    requests: Vec<BatchRequest>,
+    options: &BatchOptions,
+) -> Result<(Vec<Result<Generation, DecodeError>>, BatchStats), DecodeError> {
+    let concurrency = options.concurrency;
     if concurrency == 0 {
         return Err(DecodeError::config("concurrency must be at least 1"));
+    }
+    if options.max_total_nodes == Some(0) {
+        return Err(DecodeError::config(
+            "a batch's total node budget must be at least 1",
+        ));
     }
     let vocab_size = model.vocab_size();
     let mut results: Vec<Option<Result<Generation, DecodeError>>> =
@@ -297,8 +360,17 @@ pub fn decode_batch(
             break;
         }
         // Draft every tree; a failing strategy fails its own sequence only.
+        let batch = active.len();
+        let speculate = options.speculate_up_to.is_none_or(|limit| batch <= limit);
         let mut leaving = Vec::new();
         for (i, a) in active.iter_mut().enumerate() {
+            a.decoder.set_batch_size(batch);
+            a.decoder
+                .set_speculation(speculate && a.decoder.config().speculation());
+            let share = options
+                .max_total_nodes
+                .map(|total| total / batch + usize::from(i < total % batch));
+            a.decoder.set_node_limit(share);
             if let Err(e) = a.decoder.propose() {
                 leaving.push((i, Some(e)));
             }
@@ -322,7 +394,9 @@ pub fn decode_batch(
         model.forward_batch(&items, logits.view_mut())?;
         let forward_time = started.elapsed();
         stats.forward_passes += 1;
-        stats.nodes += items.iter().map(|(_, t)| t.len()).sum::<usize>();
+        let nodes: usize = items.iter().map(|(_, t)| t.len()).sum();
+        stats.nodes += nodes;
+        stats.max_nodes_per_pass = stats.max_nodes_per_pass.max(nodes);
         stats.max_in_flight = stats.max_in_flight.max(items.len());
         drop(items);
         let mut offset = 0;

@@ -231,6 +231,8 @@ struct StepAccount {
     /// On a chains-only model, the source that must keep its whole chain this step (one
     /// that is not prunable), if any.
     lead: Option<usize>,
+    /// Sequences sharing the step's forward pass.
+    batch: usize,
 }
 
 /// Which of the sources that need all their nodes drafts in full on a chains-only model,
@@ -302,6 +304,8 @@ pub struct Composite {
     /// Expected tokens per unit of cost of recent steps, sources' time included.
     value: f64,
     step: StepAccount,
+    /// The cost curve as one of the step's batch sees it, for batches of more than one.
+    batch_curve: Option<(usize, CostCurve)>,
     leads: ChainLeads,
     idle_steps: Vec<usize>,
     first_new: Vec<usize>,
@@ -340,6 +344,7 @@ impl Composite {
             unit_seconds: None,
             value: 0.0,
             step: StepAccount::default(),
+            batch_curve: None,
             leads: ChainLeads::default(),
             idle_steps: vec![0; sources.len()],
             first_new: vec![0; sources.len()],
@@ -362,6 +367,28 @@ impl Composite {
     /// The composed strategies; source `i` tags its nodes with `SourceId::new(i)`.
     pub fn sources(&self) -> &[Box<dyn Strategy>] {
         &self.sources
+    }
+
+    /// The cost curve of this step under a cost-aware budget, per sequence of its batch.
+    fn curve(&self) -> Option<&CostCurve> {
+        match (&self.budget, &self.batch_curve) {
+            (NodeBudget::Fixed, _) => None,
+            (NodeBudget::CostAware(_), Some((batch, scaled))) if *batch == self.step.batch => {
+                Some(scaled)
+            }
+            (NodeBudget::CostAware(curve), _) => Some(curve),
+        }
+    }
+
+    /// Notes the step's batch size, rescaling the cost curve when it changed.
+    fn set_batch(&mut self, batch: usize) {
+        self.step.batch = batch;
+        if let NodeBudget::CostAware(curve) = &self.budget
+            && batch > 1
+            && self.batch_curve.as_ref().is_none_or(|(b, _)| *b != batch)
+        {
+            self.batch_curve = Some((batch, curve.per_sequence(batch).into_owned()));
+        }
     }
 
     /// Adds source `i`'s draft to the builder, scoring each node: by the source's own score,
@@ -448,9 +475,9 @@ impl Composite {
                 expected += self.estimate[candidate];
             }
             let size = n + 1;
-            let value = match &self.budget {
-                NodeBudget::Fixed => size as f64,
-                NodeBudget::CostAware(curve) => expected / curve.cost(size),
+            let value = match self.curve() {
+                None => size as f64,
+                Some(curve) => expected / curve.cost(size),
             };
             if size >= forced && value > best.1 {
                 best = (size, value, expected);
@@ -467,9 +494,10 @@ impl Composite {
     /// Notes the step's expected tokens.
     fn best_chain(&mut self, max_nodes: usize, through: Option<NodeId>) -> NodeId {
         let candidates = self.builder.candidates();
-        let value = |expected: f64, nodes: usize| match &self.budget {
-            NodeBudget::Fixed => expected,
-            NodeBudget::CostAware(curve) => expected / curve.cost(nodes),
+        let curve = self.curve();
+        let value = |expected: f64, nodes: usize| match curve {
+            None => expected,
+            Some(curve) => expected / curve.cost(nodes),
         };
         // Expected tokens of the chain ending at each candidate, the bonus token's 1 included.
         let mut expected = vec![1.0; candidates.len()];
@@ -609,6 +637,7 @@ impl Strategy for Composite {
 
     fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
         let pending = ctx.pending();
+        self.set_batch(ctx.batch_size);
         let forced_sources = self.sources.iter().filter(|s| !s.prunable()).count();
         let reserved = (ctx.max_nodes - 1) / forced_sources.max(1) + 1;
         self.builder.reset(pending);
@@ -648,21 +677,18 @@ impl Strategy for Composite {
             } else {
                 self.idle_steps[i] = 0;
             }
-            let source_ctx = DraftContext {
-                max_nodes: match (idle, prunable) {
-                    (true, _) => 1,
-                    (false, true) => ctx.max_nodes,
-                    (false, false) if ctx.chains_only => {
-                        if self.step.lead == Some(i) {
-                            ctx.max_nodes
-                        } else {
-                            1
-                        }
+            let source_ctx = ctx.with_max_nodes(match (idle, prunable) {
+                (true, _) => 1,
+                (false, true) => ctx.max_nodes,
+                (false, false) if ctx.chains_only => {
+                    if self.step.lead == Some(i) {
+                        ctx.max_nodes
+                    } else {
+                        1
                     }
-                    (false, false) => reserved,
-                },
-                ..*ctx
-            };
+                }
+                (false, false) => reserved,
+            });
             self.first_new[i] = self.builder.candidates().len();
             let own = &mut self.drafts[i].tree;
             own.reset(pending);
@@ -700,11 +726,9 @@ impl Strategy for Composite {
                 }
             }
             self.step.source_gain.push(gain);
-            let node_cost = match &self.budget {
-                NodeBudget::CostAware(curve) => {
-                    curve.cost(tree.len()) - curve.cost(tree.len() - kept)
-                }
-                NodeBudget::Fixed => 0.0,
+            let node_cost = match self.curve() {
+                Some(curve) => curve.cost(tree.len()) - curve.cost(tree.len() - kept),
+                None => 0.0,
             };
             self.step.source_node_cost.push(node_cost);
             if self.idle_steps[i] == 0 {
@@ -738,8 +762,9 @@ impl Strategy for Composite {
         if let Some(lead) = self.step.lead {
             self.leads.observe(lead, feedback.verification.accepted());
         }
-        if let (Some(forward), NodeBudget::CostAware(curve)) = (forward, &self.budget) {
-            self.account_step(forward, curve.cost(self.step.nodes));
+        let cost = self.curve().map(|curve| curve.cost(self.step.nodes));
+        if let (Some(forward), Some(cost)) = (forward, cost) {
+            self.account_step(forward, cost);
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! What a forward pass costs as a function of the number of tree nodes, measured on the
 //! model at hand, so that strategies can size their trees to the hardware.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -76,6 +77,25 @@ impl CostCurve {
         };
         let slope = (c1 - c0) / (n1 - n0) as f64;
         c0 + slope * (nodes as f64 - n0 as f64)
+    }
+
+    /// The curve as one of `batch` sequences sees it when they share each forward pass,
+    /// each with a tree of `n` nodes: `cost(batch * n) / batch`. On a model whose forward
+    /// stacks the rows of every sequence (the projections run once over all of them), the
+    /// curve of one sequence alone, read at the batch's total, is the batched forward's; the
+    /// per-sequence curve then climbs faster as the batch grows, so cost-aware trees shrink.
+    /// `batch <= 1` is the curve itself.
+    pub fn per_sequence(&self, batch: usize) -> Cow<'_, CostCurve> {
+        if batch <= 1 {
+            return Cow::Borrowed(self);
+        }
+        let b = batch as f64;
+        let points = self
+            .points
+            .iter()
+            .map(|&(n, _)| (n, self.cost(n.saturating_mul(batch)) / b))
+            .collect();
+        Cow::Owned(Self { points })
     }
 
     /// The cost of `nodes` relative to a single node.
@@ -199,6 +219,16 @@ mod tests {
         assert!(CostCurve::new(vec![(0, 1.0)]).is_err());
         assert!(CostCurve::new(vec![(1, 1.0), (1, 2.0)]).is_err());
         assert!(CostCurve::new(vec![(1, f64::NAN)]).is_err());
+    }
+
+    #[test]
+    fn per_sequence_curves_climb_with_the_batch() {
+        let curve = CostCurve::new(vec![(1, 1.0), (8, 1.5), (64, 8.0)]).unwrap();
+        assert_eq!(*curve.per_sequence(1), curve);
+        let four = curve.per_sequence(4);
+        assert_eq!(four.cost(1), curve.cost(4) / 4.0);
+        assert_eq!(four.cost(8), curve.cost(32) / 4.0);
+        assert!(four.relative(8) > curve.relative(8));
     }
 
     /// Issue 18, item 6: a measured point is read as measured, also where the curve dips.

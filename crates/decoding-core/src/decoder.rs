@@ -30,6 +30,7 @@ pub struct DecodeConfig {
     constraint: Option<Arc<dyn Constraint>>,
     logprobs: Option<LogprobsConfig>,
     max_nodes: usize,
+    speculation: bool,
 }
 
 impl DecodeConfig {
@@ -47,6 +48,7 @@ impl DecodeConfig {
             constraint: None,
             logprobs: None,
             max_nodes: Self::DEFAULT_MAX_NODES,
+            speculation: true,
         }
     }
 
@@ -104,6 +106,19 @@ impl DecodeConfig {
     pub fn with_max_nodes(mut self, max_nodes: usize) -> Self {
         self.max_nodes = max_nodes;
         self
+    }
+
+    /// Starts with speculation on (the default) or off: off, every tree is the root alone,
+    /// plain decoding at one token per forward pass, whatever the strategy (per-request
+    /// control; [`Decoder::set_speculation`] switches it between steps).
+    pub fn with_speculation(mut self, on: bool) -> Self {
+        self.speculation = on;
+        self
+    }
+
+    /// Whether decoding starts with speculation on.
+    pub fn speculation(&self) -> bool {
+        self.speculation
     }
 
     /// The token limit.
@@ -314,6 +329,7 @@ pub struct Decoder<S> {
     max_context: Option<usize>,
     speculate: bool,
     node_limit: Option<usize>,
+    batch_size: usize,
     tokens: Vec<Token>,
     prompt_len: usize,
     prefix_len: usize,
@@ -336,13 +352,14 @@ impl<S: Strategy> Decoder<S> {
     /// A decoder driving `strategy` under `config`.
     pub fn new(strategy: S, config: DecodeConfig) -> Self {
         Self {
+            speculate: config.speculation,
             strategy,
             config,
             vocab_size: 0,
             chains_only: false,
             max_context: None,
-            speculate: true,
             node_limit: None,
+            batch_size: 1,
             tokens: Vec::new(),
             prompt_len: 0,
             prefix_len: 0,
@@ -383,6 +400,7 @@ impl<S: Strategy> Decoder<S> {
         };
         self.strategy.begin(prompt, vocab_size)?;
         self.constraint = constraint;
+        self.speculate = self.config.speculation;
         self.vocab_size = vocab_size;
         self.chains_only = tree_support == TreeSupport::ChainsOnly;
         self.max_context = max_context;
@@ -425,6 +443,12 @@ impl<S: Strategy> Decoder<S> {
         self.speculate
     }
 
+    /// Tells the strategy how many sequences share the next forward passes (1 alone; see
+    /// [`DraftContext::batch_size`]).
+    pub fn set_batch_size(&mut self, batch: usize) {
+        self.batch_size = batch.max(1);
+    }
+
     /// Caps the nodes of the next trees below the configuration's `max_nodes` (a batch-aware
     /// budget sets it per step); `None` lifts the cap. A cap of 0 counts as 1.
     pub fn set_node_limit(&mut self, limit: Option<usize>) {
@@ -452,14 +476,16 @@ impl<S: Strategy> Decoder<S> {
         let generated = self.tokens.len() - self.prompt_len;
         let remaining = self.config.max_new_tokens - generated;
         let max_nodes = self.step_budget();
-        let ctx = DraftContext {
-            tokens: &self.tokens,
-            prompt_len: self.prompt_len,
+        let max_depth = (remaining - 1).min(self.room() - 1);
+        let ctx = DraftContext::new(
+            &self.tokens,
+            self.prompt_len,
             max_nodes,
-            max_depth: (remaining - 1).min(self.room() - 1),
-            chains_only: self.chains_only,
-            vocab_size: self.vocab_size,
-        };
+            max_depth,
+            self.vocab_size,
+        )
+        .with_chains_only(self.chains_only)
+        .with_batch_size(self.batch_size);
         let pending = ctx.pending();
         self.draft.reset(pending);
         self.strategy.draft(&ctx, &mut self.draft)?;

@@ -57,7 +57,10 @@ mod verify;
 
 pub mod toy;
 
-pub use batch::{BatchLogitsModel, BatchRequest, BatchStats, PerSequence, SeqId, decode_batch};
+pub use batch::{
+    BatchLogitsModel, BatchOptions, BatchRequest, BatchStats, PerSequence, SeqId, decode_batch,
+    decode_batch_with,
+};
 pub use builder::TreeBuilder;
 pub use composite::{Composite, NodeBudget};
 pub use constraint::{Constraint, ConstraintError, ConstraintState};

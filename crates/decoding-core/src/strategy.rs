@@ -10,6 +10,7 @@ use crate::verify::{Verification, Verifier};
 
 /// What a strategy sees when it drafts.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct DraftContext<'a> {
     /// The prompt and every token emitted so far; the last one is the pending token, the
     /// root of the tree to draft.
@@ -25,6 +26,50 @@ pub struct DraftContext<'a> {
     pub chains_only: bool,
     /// The model's vocabulary size.
     pub vocab_size: usize,
+    /// How many sequences share this step's forward pass (1 alone). Cost-aware strategies
+    /// size their trees on [`CostCurve::per_sequence`](crate::CostCurve::per_sequence).
+    pub batch_size: usize,
+}
+
+impl<'a> DraftContext<'a> {
+    /// The context of a sequence holding `tokens` (the first `prompt_len` the prompt, the
+    /// last one pending) for a model of `vocab_size` tokens: a tree of at most `max_nodes`
+    /// nodes and `max_depth` deep, over any tree shape, alone in its forward pass.
+    pub fn new(
+        tokens: &'a [Token],
+        prompt_len: usize,
+        max_nodes: usize,
+        max_depth: usize,
+        vocab_size: usize,
+    ) -> Self {
+        Self {
+            tokens,
+            prompt_len,
+            max_nodes,
+            max_depth,
+            chains_only: false,
+            vocab_size,
+            batch_size: 1,
+        }
+    }
+
+    /// The same context for a model that evaluates chains only.
+    pub fn with_chains_only(mut self, chains_only: bool) -> Self {
+        self.chains_only = chains_only;
+        self
+    }
+
+    /// The same context for `batch` sequences sharing the forward pass.
+    pub fn with_batch_size(mut self, batch: usize) -> Self {
+        self.batch_size = batch.max(1);
+        self
+    }
+
+    /// The same context with another node budget.
+    pub fn with_max_nodes(mut self, max_nodes: usize) -> Self {
+        self.max_nodes = max_nodes;
+        self
+    }
 }
 
 impl DraftContext<'_> {

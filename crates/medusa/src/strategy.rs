@@ -446,6 +446,10 @@ impl Medusa {
             .max_nodes
             .map_or(ctx.max_nodes, |m| m.min(ctx.max_nodes));
         let depth = depth.min(budget - 1);
+        let cost = policy
+            .cost
+            .as_ref()
+            .map(|curve| curve.per_sequence(ctx.batch_size));
         if policy.prior.is_some() {
             self.successors.update(ctx.tokens);
         }
@@ -456,7 +460,7 @@ impl Medusa {
                 prior,
                 successors: &self.successors,
             });
-            let sizing = policy.cost.as_ref().map(|cost| Sizing {
+            let sizing = cost.as_deref().map(|cost| Sizing {
                 cost,
                 head_cost: policy.head_cost,
             });
@@ -475,7 +479,7 @@ impl Medusa {
             self.rank_head(ranked, budget - ranked - 1, true)?;
             ranked += 1;
         }
-        if let Some(cost) = &policy.cost {
+        if let Some(cost) = cost.as_deref() {
             let sizing = Sizing {
                 cost,
                 head_cost: policy.head_cost,

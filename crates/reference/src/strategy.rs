@@ -160,6 +160,10 @@ impl ReferenceStrategy {
             return Ok(matched);
         }
         let adaptive = (c.depth_factor * matched as f32).ceil() as usize;
+        let cost = c
+            .cost
+            .as_ref()
+            .map(|curve| curve.per_sequence(ctx.batch_size));
         let limits = TrieLimits {
             depth: depth.min(adaptive.max(1)),
             nodes: c.max_nodes.min(ctx.max_nodes),
@@ -168,7 +172,7 @@ impl ReferenceStrategy {
             length_weight: c.length_weight,
             periodic: c.periodic,
             vocab_size: ctx.vocab_size,
-            cost: c.cost.as_ref(),
+            cost: cost.as_deref(),
         };
         let query = OccurrenceQuery {
             references: c.references,

@@ -3,7 +3,8 @@
 use crate::common::RandomDrafts;
 use decoding_core::toy::HashModel;
 use decoding_core::{
-    BatchRequest, DecodeConfig, PerSequence, Plain, Sampling, Token, decode_batch, generate,
+    BatchOptions, BatchRequest, DecodeConfig, PerSequence, Plain, Sampling, Token, decode_batch,
+    decode_batch_with, generate,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -103,4 +104,41 @@ fn one_failing_sequence_does_not_stop_the_others() {
     assert!(results[0].is_err());
     assert_eq!(results[1].as_ref().unwrap().tokens.len(), 5);
     assert!(decode_batch(&mut batched, Vec::new(), 0).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A total node budget and speculation under load change the trees, never the outputs.
+    #[test]
+    fn batch_budgets_leave_outputs_unchanged(
+        seed in any::<u64>(), jobs in prop::collection::vec(job(), 1..8),
+        concurrency in 1usize..5, total in 1usize..12, speculate_up_to in prop::option::of(0usize..4),
+    ) {
+        let requests = jobs.iter().map(request).collect();
+        let mut batched = PerSequence::new(|| HashModel::new(6, seed));
+        let options = BatchOptions::new(concurrency)
+            .with_max_total_nodes(Some(total))
+            .with_speculate_up_to(speculate_up_to);
+        let (results, _) = decode_batch_with(&mut batched, requests, &options).unwrap();
+        for (result, job) in results.into_iter().zip(&jobs) {
+            let mut alone = HashModel::new(6, seed);
+            let mut r = request(job);
+            let expected = generate(&mut alone, &mut r.strategy, &r.prompt, &r.config, &mut *r.draw).unwrap();
+            let got = result.unwrap();
+            prop_assert_eq!(&got.tokens, &expected.tokens);
+            // No step drafts more than the whole pass may hold.
+            prop_assert!(got.stats.steps.iter().all(|s| s.draft_nodes <= total.max(1)));
+            if speculate_up_to == Some(0) {
+                prop_assert!(got.stats.steps.iter().all(|s| s.draft_nodes == 1));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zero_total_budget_is_an_error() {
+    let mut batched = PerSequence::new(|| HashModel::new(6, 1));
+    let options = BatchOptions::new(2).with_max_total_nodes(Some(0));
+    assert!(decode_batch_with(&mut batched, Vec::new(), &options).is_err());
 }

@@ -94,7 +94,7 @@ proptest! {
         let mut medusa = Medusa::new(HeadSource::Engine { num_heads: heads }, MedusaConfig::new(policy)).unwrap();
         let out = generate(&mut model, &mut medusa, &[1, 2], &DecodeConfig::new(5), &mut rng(0)).unwrap();
         let tokens: Vec<u32> = [1, 2].into_iter().chain(out.tokens).collect();
-        let ctx = DraftContext { tokens: &tokens, prompt_len: 2, max_nodes: budget, max_depth, chains_only: false, vocab_size: vocab };
+        let ctx = DraftContext::new(&tokens, 2, budget, max_depth, vocab);
         let mut tree = TokenTree::new(ctx.pending());
         medusa.draft(&ctx, &mut tree).unwrap();
         prop_assert!(tree.len() <= budget);
@@ -130,14 +130,7 @@ fn dynamic_trees_follow_confidence() {
             >= 6
     );
     let tokens: Vec<u32> = [1, 2].into_iter().chain(out.tokens).collect();
-    let ctx = DraftContext {
-        tokens: &tokens,
-        prompt_len: 2,
-        max_nodes: 5,
-        max_depth: 10,
-        chains_only: false,
-        vocab_size: 50,
-    };
+    let ctx = DraftContext::new(&tokens, 2, 5, 10, 50);
     let mut tree = TokenTree::new(ctx.pending());
     medusa.draft(&ctx, &mut tree).unwrap();
     assert_eq!(
