@@ -1,0 +1,1 @@
+//! The CPU LLaMA keeps the contract.

@@ -1,0 +1,1 @@
+//! The toy models of decoding-core keep the contract.
