@@ -133,3 +133,69 @@ proptest! {
         prop_assert!(report.is_ok(), "{}", report.unwrap_err());
     }
 }
+
+/// A model that is not batch invariant: each row gets noise of up to 4e-4 that depends on
+/// the tree it is in, over logits whose top two are often within 1e-4 (near-ties).
+struct Noisy<M>(M);
+
+impl<M: LogitsModel> LogitsModel for Noisy<M> {
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    fn committed_len(&self) -> usize {
+        self.0.committed_len()
+    }
+    fn forward(
+        &mut self,
+        tree: &decoding_core::TokenTree,
+        mut logits: ndarray::ArrayViewMut2<'_, f32>,
+    ) -> Result<(), decoding_core::ModelError> {
+        self.0.forward(tree, logits.view_mut())?;
+        let salt = (tree.len() * 31 + tree.logits_rows()) as u64;
+        for (r, mut row) in logits.rows_mut().into_iter().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                let h =
+                    (salt ^ (r as u64) << 8 ^ (v as u64) << 20).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                *x += ((h >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8e-4;
+            }
+        }
+        Ok(())
+    }
+    fn commit(&mut self, path: &[decoding_core::NodeId]) -> Result<(), decoding_core::ModelError> {
+        self.0.commit(path)
+    }
+    fn truncate(&mut self, len: usize) -> Result<(), decoding_core::ModelError> {
+        self.0.truncate(len)
+    }
+}
+
+fn near_ties() -> RecomputeModel<impl FnMut(&[Token], &mut [f32])> {
+    RecomputeModel::new(6, |ctx: &[Token], out: &mut [f32]| {
+        let last = *ctx.last().unwrap_or(&0) as usize;
+        out.fill(0.0);
+        out[last % 6] = 2.0;
+        out[(last + 1) % 6] = 2.0 + 1e-4 * ((ctx.len() % 3) as f32 - 1.0);
+    })
+}
+
+#[test]
+fn a_tolerance_accepts_noise_and_reports_near_ties() {
+    let exact = check_model(&mut Noisy(near_ties()), &CheckConfig::default());
+    assert!(exact.is_err());
+    let config = CheckConfig::default().with_tolerance(1e-3);
+    let report = check_model(&mut Noisy(near_ties()), &config).unwrap();
+    assert!(!report.is_bit_exact());
+    assert!(report.near_tie_count > 0, "{report}");
+    assert!(
+        report.to_string().contains("near-tie at episode"),
+        "{report}"
+    );
+    // Too tight a tolerance for the noise: a violation, classified as composition.
+    let tight = CheckConfig::default().with_tolerance(1e-5);
+    let error = check_model(&mut Noisy(near_ties()), &tight).unwrap_err();
+    assert_eq!(
+        error.kind(),
+        Some(decoding_testkit::ViolationKind::TreeComposition),
+        "{error}"
+    );
+}
