@@ -108,3 +108,8 @@ pub use config::CheckConfig;
 pub use report::{Agreement, CheckReport, NearTie};
 pub use run::check_model;
 pub use violation::{CheckError, Violation, ViolationKind};
+
+/// The engine guide's snippets, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ENGINE_GUIDE.md")]
+struct EngineGuide;
