@@ -8,11 +8,11 @@ use ndarray::{Array1, Array2, Axis};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 
-use crate::compare::{RowDiff, Verdict};
+use crate::compare::RowDiff;
 use crate::config::CheckConfig;
-use crate::oracle::{Expected, Observation, expected_for};
+use crate::oracle::{Comparison, Expected, Observation, compare, expected_for};
 use crate::plan::{Action, Op, Planner};
-use crate::report::{CheckReport, NearTie};
+use crate::report::CheckReport;
 use crate::run::{Runner, Settings, run_single};
 use crate::subject::{OneSequence, guarded};
 use crate::violation::{CheckError, Violation, ViolationKind, describe_tree};
@@ -479,51 +479,17 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
         let tolerance = self.settings.tolerance;
         for (i, o) in observations.iter().enumerate() {
             let e = &expected[&o.obs.context];
-            let diff = RowDiff::of(&e.logits, &o.obs.logits);
-            match tolerance.judge(&e.logits, &o.obs.logits, true) {
-                Verdict::Fail => {
-                    let mut v = self.diagnose(events, observations, i, &expected);
-                    v.step = o.obs.op;
-                    return Err(v);
-                }
-                Verdict::NearTie { gap } => self.report.near_tie(NearTie {
-                    episode: self.episode,
-                    step: o.obs.op,
-                    node: o.obs.node,
-                    expected: diff.expected_argmax.unwrap_or_default(),
-                    actual: diff.actual_argmax.unwrap_or_default(),
-                    gap,
-                }),
-                Verdict::Pass => {}
-            }
-            self.report.logits.record(diff.max_abs_diff);
-            for (kind, mine, theirs) in [
-                (ViolationKind::HiddenStates, &o.obs.hidden, &e.hidden),
-                (ViolationKind::HeadLogits, &o.obs.heads, &e.heads),
-            ] {
-                let (Some(mine), Some(theirs)) = (mine, theirs) else {
-                    continue;
-                };
-                let diff = RowDiff::of(theirs, mine);
-                if !tolerance.close(theirs, mine, false) {
-                    let mut v = Violation::new(
-                        kind,
-                        format!(
-                            "sequence s{}'s node {} in a batched pass: {} differs from the \
-                             recompute's alone, although its logits agree: {diff}",
-                            o.slot, o.obs.node, kind
-                        ),
-                    )
-                    .at(tree_of(events, o), o.obs.node, o.obs.committed);
-                    v.step = o.obs.op;
-                    return Err(v);
-                }
-                match kind {
-                    ViolationKind::HiddenStates => &mut self.report.hidden_states,
-                    _ => &mut self.report.head_logits,
-                }
-                .record(diff.max_abs_diff);
-            }
+            let mut v = match compare(&tolerance, &mut self.report, self.episode, &o.obs, e) {
+                Comparison::Agrees => continue,
+                Comparison::Logits => self.diagnose(events, observations, i, &expected),
+                Comparison::Extra(kind, detail) => Violation::new(
+                    kind,
+                    format!("sequence s{} in a batched pass: {detail}", o.slot),
+                )
+                .at(tree_of(events, o), o.obs.node, o.obs.committed),
+            };
+            v.step = o.obs.op;
+            return Err(v);
         }
         Ok(())
     }

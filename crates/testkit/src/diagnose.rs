@@ -30,6 +30,12 @@ impl Runner<'_> {
         }
     }
 
+    /// The row of `node` of `tree` forwarded on the state after `ops` (from `reset`).
+    fn rerun(&mut self, ops: &[Op], tree: &TokenTree, node: NodeId) -> Result<Vec<f32>, Violation> {
+        self.replay(&[], ops)?;
+        self.eval(tree, node)
+    }
+
     fn close(&self, expected: &[f32], actual: &[f32]) -> bool {
         self.settings.tolerance.close(expected, actual, true)
     }
@@ -91,8 +97,7 @@ impl Runner<'_> {
             ));
         }
 
-        self.replay(&[], &ops[..k])?;
-        let again = self.eval(tree, n)?;
+        let again = self.rerun(&ops[..k], tree, n)?;
         if !self.close(&obs.logits, &again) {
             return Ok(base(
                 ViolationKind::Nondeterministic,
@@ -107,11 +112,8 @@ impl Runner<'_> {
             return Ok(base(ViolationKind::RowsMisplaced, v));
         }
 
-        let committed = self.replay(&[], &ops[..k])?;
-        debug_assert_eq!(committed, obs.context[..obs.committed]);
         let alone = chain(path_tokens, &[path_tokens.len() - 1]);
-        let last = path_tokens.len() - 1;
-        let chain_row = self.eval(&alone, last)?;
+        let chain_row = self.rerun(&ops[..k], &alone, path_tokens.len() - 1)?;
         if self.close(&pure, &chain_row) {
             let (kind, detail) = self.tree_fault(ops, obs, &pure)?;
             Ok(base(kind, detail))
@@ -167,16 +169,14 @@ impl Runner<'_> {
 
         // Leak: the other nodes' tokens change this node's logits.
         if let Some(changed) = self.retoken(tree, &others) {
-            self.replay(&[], &ops[..k])?;
-            let row = self.eval(&changed, n)?;
+            let row = self.rerun(&ops[..k], &changed, n)?;
             if !self.close(&obs.logits, &row) {
                 let mut culprit = None;
                 for &m in &others {
                     let Some(one) = self.retoken(tree, &[m]) else {
                         continue;
                     };
-                    self.replay(&[], &ops[..k])?;
-                    let row = self.eval(&one, n)?;
+                    let row = self.rerun(&ops[..k], &one, n)?;
                     if !self.close(&obs.logits, &row) {
                         culprit = Some(m);
                         break;
@@ -214,8 +214,7 @@ impl Runner<'_> {
         // Position: the node is right once its index equals its depth.
         let depth = tree.depth(n);
         if let Some(reordered) = path_first(tree, &path).filter(|_| n != depth) {
-            self.replay(&[], &ops[..k])?;
-            let row = self.eval(&reordered, depth)?;
+            let row = self.rerun(&ops[..k], &reordered, depth)?;
             if self.close(pure, &row) {
                 return Ok((
                     ViolationKind::WrongPosition,

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use decoding_core::{NodeId, Token, TokenTree};
 
-use crate::violation::Violation;
+use crate::compare::{RowDiff, Tolerance, Verdict};
+use crate::report::{CheckReport, NearTie};
+use crate::violation::{Violation, ViolationKind};
 
 /// The recompute's results at one context.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +30,70 @@ pub(crate) struct Observation {
     pub(crate) logits: Vec<f32>,
     pub(crate) hidden: Option<Vec<f32>>,
     pub(crate) heads: Option<Vec<f32>>,
+}
+
+/// How an observation compares with its recompute.
+pub(crate) enum Comparison {
+    /// Within tolerance (near-ties and differences recorded in the report).
+    Agrees,
+    /// The logits disagree: diagnose.
+    Logits,
+    /// The logits agree, the hidden state or head logits do not.
+    Extra(ViolationKind, String),
+}
+
+/// Compares `obs` with `expected`, recording the agreement (and any near-tie at `episode`)
+/// in `report`.
+pub(crate) fn compare(
+    tolerance: &Tolerance,
+    report: &mut CheckReport,
+    episode: usize,
+    obs: &Observation,
+    expected: &Expected,
+) -> Comparison {
+    let diff = RowDiff::of(&expected.logits, &obs.logits);
+    match tolerance.judge(&expected.logits, &obs.logits, true) {
+        Verdict::Fail => return Comparison::Logits,
+        Verdict::NearTie { gap } => report.near_tie(NearTie {
+            episode,
+            step: obs.op,
+            node: obs.node,
+            expected: diff.expected_argmax.unwrap_or_default(),
+            actual: diff.actual_argmax.unwrap_or_default(),
+            gap,
+        }),
+        Verdict::Pass => {}
+    }
+    report.logits.record(diff.max_abs_diff);
+    for (kind, mine, theirs) in [
+        (ViolationKind::HiddenStates, &obs.hidden, &expected.hidden),
+        (ViolationKind::HeadLogits, &obs.heads, &expected.heads),
+    ] {
+        let (Some(mine), Some(theirs)) = (mine, theirs) else {
+            continue;
+        };
+        let diff = RowDiff::of(theirs, mine);
+        if !tolerance.close(theirs, mine, false) {
+            let what = match kind {
+                ViolationKind::HiddenStates => "final hidden state",
+                _ => "head logits (all heads, row by row)",
+            };
+            return Comparison::Extra(
+                kind,
+                format!(
+                    "the {what} of node {} differs from the recompute's, although its logits \
+                     agree: {diff}",
+                    obs.node
+                ),
+            );
+        }
+        match kind {
+            ViolationKind::HiddenStates => &mut report.hidden_states,
+            _ => &mut report.head_logits,
+        }
+        .record(diff.max_abs_diff);
+    }
+    Comparison::Agrees
 }
 
 /// A chain of `tokens` asking for logits at `positions` only.

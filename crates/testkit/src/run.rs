@@ -4,11 +4,11 @@
 use decoding_core::{LogitsModel, ModelError, NodeId, Token, TokenTree, TreeSupport};
 use ndarray::Array2;
 
-use crate::compare::{RowDiff, Tolerance, Verdict};
+use crate::compare::Tolerance;
 use crate::config::CheckConfig;
-use crate::oracle::{Expected, Observation, chain, expected_for};
+use crate::oracle::{Comparison, Expected, Observation, chain, compare, expected_for};
 use crate::plan::{Action, Misuse, Op, Planner};
-use crate::report::{CheckReport, NearTie};
+use crate::report::CheckReport;
 use crate::subject::{Single, Subject, guarded};
 use crate::violation::{CheckError, Violation, ViolationKind, describe_tree};
 
@@ -165,56 +165,16 @@ impl<'a> Runner<'a> {
         let tolerance = self.settings.tolerance;
         for obs in observations {
             let e = &expected[&obs.context];
-            let diff = RowDiff::of(&e.logits, &obs.logits);
-            match tolerance.judge(&e.logits, &obs.logits, true) {
-                Verdict::Fail => {
-                    let mut v = self.diagnose(ops, obs, e);
-                    v.step = obs.op;
-                    return Err(v);
+            let mut v = match compare(&tolerance, &mut self.report, self.episode, obs, e) {
+                Comparison::Agrees => continue,
+                Comparison::Logits => self.diagnose(ops, obs, e),
+                Comparison::Extra(kind, detail) => {
+                    let tree = ops[obs.op].tree().expect("observations come from forwards");
+                    Violation::new(kind, detail).at(tree, obs.node, obs.committed)
                 }
-                Verdict::NearTie { gap } => self.report.near_tie(NearTie {
-                    episode: self.episode,
-                    step: obs.op,
-                    node: obs.node,
-                    expected: diff.expected_argmax.unwrap_or_default(),
-                    actual: diff.actual_argmax.unwrap_or_default(),
-                    gap,
-                }),
-                Verdict::Pass => {}
-            }
-            self.report.logits.record(diff.max_abs_diff);
-            let tree = ops[obs.op].tree().expect("observations come from forwards");
-            for (kind, mine, theirs) in [
-                (ViolationKind::HiddenStates, &obs.hidden, &e.hidden),
-                (ViolationKind::HeadLogits, &obs.heads, &e.heads),
-            ] {
-                let (Some(mine), Some(theirs)) = (mine, theirs) else {
-                    continue;
-                };
-                let diff = RowDiff::of(theirs, mine);
-                if !tolerance.close(theirs, mine, false) {
-                    let what = match kind {
-                        ViolationKind::HiddenStates => "final hidden state",
-                        _ => "head logits (all heads, row by row)",
-                    };
-                    let mut v = Violation::new(
-                        kind,
-                        format!(
-                            "the {what} of node {} differs from the recompute's, although its \
-                             logits agree: {diff}",
-                            obs.node
-                        ),
-                    )
-                    .at(tree, obs.node, obs.committed);
-                    v.step = obs.op;
-                    return Err(v);
-                }
-                match kind {
-                    ViolationKind::HiddenStates => &mut self.report.hidden_states,
-                    _ => &mut self.report.head_logits,
-                }
-                .record(diff.max_abs_diff);
-            }
+            };
+            v.step = obs.op;
+            return Err(v);
         }
         Ok(())
     }
@@ -517,34 +477,29 @@ impl<'a> Runner<'a> {
                     &|s| s.commit(path),
                 )?;
             }
-            Misuse::WrongShape { tree } => {
-                let vocab = self.settings.vocab;
-                expect_error(
-                    self,
-                    &format!(
-                        "a forward into a logits buffer of {} rows for a tree needing {}",
-                        tree.logits_rows() + 1,
-                        tree.logits_rows()
+            Misuse::WrongShape { tree } | Misuse::OutOfVocab { tree } => {
+                let (extra_rows, what) = match misuse {
+                    Misuse::WrongShape { .. } => (
+                        1,
+                        format!(
+                            "a forward into a logits buffer of {} rows for a tree needing {}",
+                            tree.logits_rows() + 1,
+                            tree.logits_rows()
+                        ),
                     ),
-                    &|s| {
-                        let mut logits = Array2::zeros((tree.logits_rows() + 1, vocab));
-                        s.forward(tree, logits.view_mut())
-                    },
-                )?;
-            }
-            Misuse::OutOfVocab { tree } => {
-                let vocab = self.settings.vocab;
-                expect_error(
-                    self,
-                    &format!(
-                        "a forward of a tree holding token {} (the vocabulary has {vocab})",
-                        tree.tokens().last().copied().unwrap_or_default()
+                    _ => (
+                        0,
+                        format!(
+                            "a forward of a tree holding token {} (the vocabulary has {})",
+                            tree.tokens().last().copied().unwrap_or_default(),
+                            self.settings.vocab
+                        ),
                     ),
-                    &|s| {
-                        let mut logits = Array2::zeros((tree.logits_rows(), vocab));
-                        s.forward(tree, logits.view_mut())
-                    },
-                )?;
+                };
+                let shape = (tree.logits_rows() + extra_rows, self.settings.vocab);
+                expect_error(self, &what, &|s| {
+                    s.forward(tree, Array2::zeros(shape).view_mut())
+                })?;
             }
         }
         Ok(())
