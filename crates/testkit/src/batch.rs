@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use decoding_core::{BatchLogitsModel, DecodeError, ModelError, NodeId, SeqId, Token, TokenTree};
+use decoding_core::{BatchLogitsModel, DecodeError, NodeId, SeqId, Token, TokenTree};
 use ndarray::{Array1, Array2, Axis};
 use rand::RngExt;
 use rand::seq::SliceRandom;
@@ -14,7 +14,7 @@ use crate::oracle::{Comparison, Expected, Observation, compare, expected_for};
 use crate::plan::{Action, Op, Planner};
 use crate::report::CheckReport;
 use crate::run::{Runner, Settings, run_single};
-use crate::subject::{OneSequence, guarded};
+use crate::subject::{OneSequence, guarded, succeeded};
 use crate::violation::{CheckError, Violation, ViolationKind, describe_tree};
 
 /// Checks a [`BatchLogitsModel`] against its contract; see the [crate docs](crate).
@@ -239,23 +239,6 @@ fn failed(kind: ViolationKind, what: &str, e: impl std::fmt::Display) -> Violati
     Violation::new(kind, format!("{what}: {e}"))
 }
 
-/// Turns a guarded model call into a violation on error or panic.
-fn must<T>(what: &str, result: Result<Result<T, ModelError>, String>) -> Result<T, Violation> {
-    match result {
-        Err(panic) => Err(failed(
-            ViolationKind::Panicked,
-            &format!("{what} panicked"),
-            panic,
-        )),
-        Ok(Err(e)) => Err(failed(
-            ViolationKind::UnexpectedError,
-            &format!("{what} failed"),
-            e,
-        )),
-        Ok(Ok(t)) => Ok(t),
-    }
-}
-
 impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
     fn run(&mut self, events: &[Event]) -> Result<(), Violation> {
         let mut live = Live::default();
@@ -286,7 +269,7 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
     ) -> Result<(), Violation> {
         match event {
             Event::Add(slot) => {
-                let seq = must("add_sequence()", guarded(|| self.model.add_sequence()))?;
+                let seq = succeeded("add_sequence()", guarded(|| self.model.add_sequence()))?;
                 if record.is_some() && live.seqs.values().any(|&s| s == seq) {
                     return Err(Violation::new(
                         ViolationKind::DuplicateSequence,
@@ -298,7 +281,7 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
             }
             Event::Remove(slot) => {
                 let seq = live.seqs.remove(slot).expect("live");
-                must(
+                succeeded(
                     &format!("remove_sequence({seq:?})"),
                     guarded(|| self.model.remove_sequence(seq)),
                 )?;
@@ -319,7 +302,7 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
                         ),
                     ));
                 }
-                must(&what, result)?;
+                succeeded(&what, result)?;
                 let tree = &live.last_tree[slot];
                 let tokens: Vec<Token> = path.iter().map(|&n| tree.token(n)).collect();
                 live.committed.get_mut(slot).expect("live").extend(tokens);
@@ -348,7 +331,7 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
         if items.len() > 1 && record.is_some() {
             self.report.multi_sequence_passes += 1;
         }
-        must(
+        succeeded(
             &format!("forward_batch of {} sequences", items.len()),
             result,
         )?;
@@ -377,18 +360,9 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
                 }
                 let hidden = self.extra(seq, node, true)?;
                 let heads = self.extra(seq, node, false)?;
-                let mut context = committed.clone();
-                context.extend(tree.path_tokens(node));
                 out.push(BatchObs {
-                    obs: Observation {
-                        op: step,
-                        node,
-                        context,
-                        committed: committed.len(),
-                        logits: values.to_vec(),
-                        hidden,
-                        heads,
-                    },
+                    obs: Observation::new(step, tree, node, committed, values.to_vec())
+                        .with_extras(hidden, heads),
                     slot: *slot,
                     item,
                     row,
@@ -465,7 +439,7 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
         self.report.nodes += report.nodes;
         let finished = one.finish();
         let value = result?;
-        must("remove_sequence", Ok(finished))?;
+        succeeded("remove_sequence", Ok(finished))?;
         Ok(value)
     }
 

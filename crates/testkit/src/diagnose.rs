@@ -15,6 +15,7 @@ use crate::compare::{RowDiff, looks_numerical};
 use crate::oracle::{Expected, Observation, chain};
 use crate::plan::{Action, Misuse, Op, committed_after};
 use crate::run::Runner;
+use crate::subject::{guarded, succeeded};
 use crate::violation::{Violation, ViolationKind};
 
 impl Runner<'_> {
@@ -49,14 +50,10 @@ impl Runner<'_> {
             self.forward(&tree)?;
             let path: Vec<NodeId> = (0..start.len()).collect();
             let subject = &mut *self.subject;
-            crate::subject::guarded(|| subject.commit(&path))
-                .map_err(|p| Violation::new(ViolationKind::Panicked, p))?
-                .map_err(|e| {
-                    Violation::new(
-                        ViolationKind::UnexpectedError,
-                        format!("commit of a prefill chain failed: {e}"),
-                    )
-                })?;
+            succeeded(
+                "commit of a prefill chain",
+                guarded(|| subject.commit(&path)),
+            )?;
         }
         let mut committed = start.to_vec();
         for (i, op) in ops.iter().enumerate() {

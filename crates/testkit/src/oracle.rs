@@ -32,6 +32,35 @@ pub(crate) struct Observation {
     pub(crate) heads: Option<Vec<f32>>,
 }
 
+impl Observation {
+    /// The row `logits` of `node` of `tree`, forwarded at `step` on `committed`.
+    pub(crate) fn new(
+        step: usize,
+        tree: &TokenTree,
+        node: NodeId,
+        committed: &[Token],
+        logits: Vec<f32>,
+    ) -> Self {
+        let mut context = committed.to_vec();
+        context.extend(tree.path_tokens(node));
+        Self {
+            op: step,
+            node,
+            context,
+            committed: committed.len(),
+            logits,
+            hidden: None,
+            heads: None,
+        }
+    }
+
+    pub(crate) fn with_extras(mut self, hidden: Option<Vec<f32>>, heads: Option<Vec<f32>>) -> Self {
+        self.hidden = hidden;
+        self.heads = heads;
+        self
+    }
+}
+
 /// How an observation compares with its recompute.
 pub(crate) enum Comparison {
     /// Within tolerance (near-ties and differences recorded in the report).

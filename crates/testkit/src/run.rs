@@ -9,7 +9,7 @@ use crate::config::CheckConfig;
 use crate::oracle::{Comparison, Expected, Observation, chain, compare, expected_for};
 use crate::plan::{Action, Misuse, Op, Planner};
 use crate::report::CheckReport;
-use crate::subject::{Single, Subject, guarded};
+use crate::subject::{Single, Subject, guarded, succeeded};
 use crate::violation::{CheckError, Violation, ViolationKind, describe_tree};
 
 /// Checks a [`LogitsModel`] against its contract; see the [crate docs](crate).
@@ -314,17 +314,7 @@ impl<'a> Runner<'a> {
         f: impl FnOnce(&mut dyn Subject) -> Result<(), ModelError>,
     ) -> Result<(), Violation> {
         let subject = &mut *self.subject;
-        match guarded(|| f(subject)) {
-            Err(panic) => Err(Violation::new(
-                ViolationKind::Panicked,
-                format!("{what} panicked: {panic}"),
-            )),
-            Ok(Err(e)) => Err(Violation::new(
-                ViolationKind::UnexpectedError,
-                format!("{what} failed: {e}"),
-            )),
-            Ok(Ok(())) => Ok(()),
-        }
+        succeeded(what, guarded(|| f(subject)))
     }
 
     /// A call that must fail and leave `committed_len` alone.
@@ -549,17 +539,10 @@ impl<'a> Runner<'a> {
                 v.committed = committed.len();
                 v
             })?;
-            let mut context = committed.to_vec();
-            context.extend(tree.path_tokens(node));
-            out.push(Observation {
-                op: step,
-                node,
-                context,
-                committed: committed.len(),
-                logits: values.to_vec(),
-                hidden,
-                heads,
-            });
+            out.push(
+                Observation::new(step, tree, node, committed, values.to_vec())
+                    .with_extras(hidden, heads),
+            );
         }
         Ok(())
     }

@@ -8,6 +8,8 @@ use decoding_core::{
 };
 use ndarray::{Array1, Array2, ArrayViewMut2};
 
+use crate::violation::{Violation, ViolationKind};
+
 /// One sequence's worth of model calls.
 pub(crate) trait Subject {
     fn vocab_size(&self) -> usize;
@@ -197,6 +199,25 @@ impl<B: BatchLogitsModel + ?Sized> Subject for OneSequence<'_, B> {
         let mut out = Array2::zeros((0, 0));
         extra(self.model.head_logits(seq, node, &mut out))
             .map(|r| r.map(|()| out.iter().copied().collect()))
+    }
+}
+
+/// The value of a guarded call that must succeed, or the violation it is: a panic, or an
+/// error for a valid call.
+pub(crate) fn succeeded<T>(
+    what: &str,
+    result: Result<Result<T, ModelError>, String>,
+) -> Result<T, Violation> {
+    match result {
+        Err(panic) => Err(Violation::new(
+            ViolationKind::Panicked,
+            format!("{what} panicked: {panic}"),
+        )),
+        Ok(Err(e)) => Err(Violation::new(
+            ViolationKind::UnexpectedError,
+            format!("{what} failed: {e}"),
+        )),
+        Ok(Ok(value)) => Ok(value),
     }
 }
 
