@@ -560,6 +560,7 @@ impl<B: BatchLogitsModel + ?Sized> Multi<'_, B> {
             logits: pure.clone(),
             hidden: None,
             heads: None,
+            source: None,
         };
         let alone_row = self.alone(|r| {
             r.replay(&[], &ops[..k])?;

@@ -1,8 +1,8 @@
 //! Classifying a row that disagrees with the recompute, by experiments that replay the
 //! episode and change one thing at a time.
 //!
-//! In order: is the recompute itself consistent (one row alone vs inside a longer chain)?
-//! Do the same calls give the same row again? Does the row hold another node's logits? Then
+//! In order: is the recompute itself repeatable and consistent (one row alone vs inside a
+//! longer chain)? Do the same calls give the same row again? Does the row hold another node's logits? Then
 //! the same path, alone as a chain on the same cache: if that is right, the tree is at
 //! fault (other nodes' tokens: a leak; the node's index: its position; else its
 //! composition); if not, the cache is, and replaying the episode from prefills of the
@@ -80,7 +80,40 @@ impl Runner<'_> {
         };
 
         // The recompute must agree with itself before it can judge anything.
+        let twice = self.pure(&obs.context)?.logits;
+        if !self.close(&pure, &twice) {
+            return Ok(base(
+                ViolationKind::Nondeterministic,
+                format!(
+                    "the recompute of this node's context (reset, then one chain of {} tokens) \
+                     gave different logits when run twice ({})",
+                    obs.context.len(),
+                    RowDiff::of(&pure, &twice)
+                ),
+            ));
+        }
         if !self.close(&pure, &grouped.logits) {
+            if let Some((chain_tokens, positions)) = &grouped.source {
+                let at = positions
+                    .iter()
+                    .position(|&p| p + 1 == obs.context.len())
+                    .expect("the context's row");
+                let again = self
+                    .recompute(chain_tokens, positions)?
+                    .swap_remove(at)
+                    .logits;
+                if !self.close(&grouped.logits, &again) {
+                    return Ok(base(
+                        ViolationKind::Nondeterministic,
+                        format!(
+                            "the recompute (reset, then one chain of {} tokens) gave different \
+                             logits when run twice ({})",
+                            chain_tokens.len(),
+                            RowDiff::of(&grouped.logits, &again)
+                        ),
+                    ));
+                }
+            }
             return Ok(base(
                 ViolationKind::TreeComposition,
                 format!(

@@ -54,13 +54,13 @@
 //!
 //! | experiment | verdict |
 //! | --- | --- |
+//! | the same calls again (the recompute, or the episode replayed) give another row | [`Nondeterministic`](ViolationKind::Nondeterministic) |
 //! | the recompute disagrees with itself (one row alone vs inside a longer chain) | [`TreeComposition`](ViolationKind::TreeComposition) |
-//! | the same calls again give another row | [`Nondeterministic`](ViolationKind::Nondeterministic) |
 //! | the row is another node's expected row | [`RowsMisplaced`](ViolationKind::RowsMisplaced) |
 //! | the path alone, as a chain on the same cache, is right; the tree with other tokens on the non-ancestor nodes changes the row | [`AttentionLeak`](ViolationKind::AttentionLeak), naming one node that leaks |
 //! | ... the other tokens do not matter, but the tree reordered so that the node's index equals its depth is right | [`WrongPosition`](ViolationKind::WrongPosition) |
 //! | ... neither explains it | [`TreeComposition`](ViolationKind::TreeComposition) |
-//! | the path alone is wrong too: replaying from a prefill of the context before each earlier step finds the step that spoils a correct cache | by that step: a commit, a drop or a left forward: [`CommitNotAppended`](ViolationKind::CommitNotAppended) (or [`TreeComposition`](ViolationKind::TreeComposition) if the difference is numerical noise); a truncate or reset: [`TruncateWrong`](ViolationKind::TruncateWrong); a failed call: [`ErrorChangedState`](ViolationKind::ErrorChangedState) |
+//! | the path alone is wrong too: replaying from a prefill of the context before each earlier step finds the step that spoils a correct cache | by that step: a commit, a drop or a left forward: [`CommitNotAppended`](ViolationKind::CommitNotAppended) (or [`TreeComposition`](ViolationKind::TreeComposition) if the difference is numerical noise, or [`WrongPosition`](ViolationKind::WrongPosition) if a committed node, asked for its logits, is right only once its index equals its depth); a truncate or reset: [`TruncateWrong`](ViolationKind::TruncateWrong); a failed call: [`ErrorChangedState`](ViolationKind::ErrorChangedState) |
 //! | a prefill of the committed context alone spoils it | [`CommitNotAppended`](ViolationKind::CommitNotAppended) when it behaves as a shorter context, else [`CachedContext`](ViolationKind::CachedContext) |
 //!
 //! The spoiling step's effect is then matched against likely wrong contexts (nothing kept,

@@ -15,6 +15,8 @@ pub(crate) struct Expected {
     pub(crate) logits: Vec<f32>,
     pub(crate) hidden: Option<Vec<f32>>,
     pub(crate) heads: Option<Vec<f32>>,
+    /// The chain and the positions whose forward gave it (set by [`expected_for`]).
+    pub(crate) source: Option<(Vec<Token>, Vec<usize>)>,
 }
 
 /// What the model returned for one node of one forward.
@@ -162,7 +164,8 @@ pub(crate) fn expected_for<'c>(
             .map(|len| len - 1)
             .collect();
         let rows = eval(context, &positions)?;
-        for (p, expected) in positions.into_iter().zip(rows) {
+        for (&p, mut expected) in positions.iter().zip(rows) {
+            expected.source = Some((context.to_vec(), positions.clone()));
             out.insert(context[..=p].to_vec(), expected);
         }
     }
@@ -185,6 +188,7 @@ mod tests {
                     logits: vec![tokens[p] as f32],
                     hidden: None,
                     heads: None,
+                    source: None,
                 })
                 .collect())
         };

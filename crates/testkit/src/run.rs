@@ -214,6 +214,7 @@ impl<'a> Runner<'a> {
                 logits: logits.row(row).to_vec(),
                 hidden,
                 heads,
+                source: None,
             });
         }
         Ok(out)

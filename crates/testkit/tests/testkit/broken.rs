@@ -129,3 +129,54 @@ fn invalid_configurations_are_errors() {
     assert!(matches!(error, CheckError::Config(_)), "{error}");
     assert!(error.to_string().contains("token 99"));
 }
+
+/// A correct model that shifts the logits of every seventh forward by an amount that
+/// changes from call to call (as a data race or uninitialised memory would).
+struct Flaky {
+    inner: BrokenModel,
+    calls: u64,
+}
+
+impl decoding_core::LogitsModel for Flaky {
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn committed_len(&self) -> usize {
+        self.inner.committed_len()
+    }
+    fn forward(
+        &mut self,
+        tree: &decoding_core::TokenTree,
+        mut logits: ndarray::ArrayViewMut2<'_, f32>,
+    ) -> Result<(), decoding_core::ModelError> {
+        self.inner.forward(tree, logits.view_mut())?;
+        self.calls += 1;
+        if self.calls.is_multiple_of(7) {
+            let shift = (self.calls.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32 / 1e6;
+            logits.iter_mut().for_each(|x| *x += shift);
+        }
+        Ok(())
+    }
+    fn commit(&mut self, path: &[decoding_core::NodeId]) -> Result<(), decoding_core::ModelError> {
+        self.inner.commit(path)
+    }
+    fn truncate(&mut self, len: usize) -> Result<(), decoding_core::ModelError> {
+        self.inner.truncate(len)
+    }
+}
+
+#[test]
+fn nondeterminism_is_caught() {
+    for seed in 0..20 {
+        let mut model = Flaky {
+            inner: BrokenModel::new(16, Bug::None),
+            calls: 0,
+        };
+        let error = check_model(&mut model, &CheckConfig::default().with_seed(seed)).unwrap_err();
+        assert_eq!(
+            error.kind(),
+            Some(ViolationKind::Nondeterministic),
+            "seed {seed}:\n{error}"
+        );
+    }
+}
