@@ -130,13 +130,13 @@ fn schedule(settings: &Settings, episode: usize) -> Vec<Event> {
     let mut owed: Vec<(usize, Vec<NodeId>)> = Vec::new();
     for _pass in 0..settings.config.rounds() {
         let is_owed = |s: &usize, owed: &[(usize, Vec<NodeId>)]| owed.iter().any(|(o, _)| o == s);
-        let leaving: Vec<usize> = live
+        // Full sequences leave (the owed ones have no tree pending that could fill them).
+        let mut leaving: Vec<usize> = live
             .iter()
             .copied()
             .filter(|s| !is_owed(s, &owed))
             .filter(|s| lens[s] + 2 > settings.max_context)
             .collect();
-        let mut leaving = leaving;
         if live.len() >= 2 && planner.rng().random_bool(0.15) {
             let s = live[planner.rng().random_range(0..live.len())];
             if !is_owed(&s, &owed) && !leaving.contains(&s) {

@@ -24,8 +24,8 @@ fn model() -> Option<Llama> {
 fn config() -> CheckConfig {
     CheckConfig::default()
         .with_episodes(2)
-        .with_rounds(12)
-        .with_max_nodes(8)
+        .with_rounds(10)
+        .with_max_nodes(6)
         .with_max_context(40)
 }
 
@@ -44,7 +44,7 @@ fn batch_llama_passes() {
     let Some(model) = model() else { return };
     let mut batch = model.batch();
     let started = Instant::now();
-    let report = check_batch_model(&mut batch, &config().with_episodes(1)).unwrap();
+    let report = check_batch_model(&mut batch, &config().with_episodes(1).with_rounds(8)).unwrap();
     eprintln!("{report}\n({:?})", started.elapsed());
     assert!(report.is_bit_exact(), "{report}");
     assert!(report.multi_sequence_passes > 0, "{report}");
