@@ -39,6 +39,7 @@
 
 mod batch;
 mod builder;
+pub mod clock;
 mod composite;
 pub mod constraint;
 mod cost_curve;
@@ -62,6 +63,7 @@ pub use batch::{
     decode_batch_with,
 };
 pub use builder::TreeBuilder;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use composite::{Composite, NodeBudget};
 pub use constraint::{Constraint, ConstraintError, ConstraintState};
 pub use cost_curve::CostCurve;

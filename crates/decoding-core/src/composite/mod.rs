@@ -36,7 +36,8 @@
 //! changed (after twice as many each time it still does not pay, up to 256). Under a fixed
 //! budget a source does not pay when none of its nodes makes the tree (an exponential average
 //! of the kept nodes it was first to propose, below 0.05). Under a cost-aware budget the
-//! composite also times each source's drafting and observing, converts it to units of the
+//! composite also times, on its [`Clock`] (injectable: [`Composite::with_clock`]; with a
+//! fixed clock a seeded run is reproducible), each source's drafting and observing, converts it to units of the
 //! cost curve (the time from a draft to its feedback is the forward pass, whose cost the
 //! curve gives), and rests a source whose *surplus* (the expected tokens of its kept nodes
 //! beyond what their share of the forward would yield at the step's rate, averaged over about
@@ -45,11 +46,15 @@
 //! Verification is always decoding-core's exact verifier: a source's own (possibly lossy)
 //! [`Strategy::verify`] is not used, so a composite is lossless whatever it combines.
 
-use std::time::{Duration, Instant};
+mod learners;
+
+use std::time::Duration;
 
 use ndarray::Array2;
 
+use self::learners::{AcceptanceRates, ChainLeads, NO_BUCKET, Pacing, ScoreCalibration};
 use crate::builder::TreeBuilder;
+use crate::clock::{Clock, SystemClock};
 use crate::cost_curve::CostCurve;
 use crate::error::DecodeError;
 use crate::strategy::{DraftContext, Metric, Requirements, StepFeedback, Strategy};
@@ -67,160 +72,11 @@ pub enum NodeBudget {
     CostAware(CostCurve),
 }
 
-const MAX_DEPTH_KEY: usize = 16;
-const MAX_RANK_KEY: usize = 8;
-const PRIOR_RATE: f64 = 1.0;
-const PRIOR_WEIGHT: f64 = 1.0;
-/// Per-step forgetting of the counts: a key that stops being tested drifts back to the
-/// prior, so a source that was poor once is tried again later (exploration).
-const DECAY: f64 = 0.99;
-/// Weight of the past in each source's average of kept nodes per step.
-const KEPT_MEMORY: f64 = 0.7;
-/// A prunable source whose average of kept nodes per step is below this is idle.
-const IDLE_BELOW: f64 = 0.05;
-/// An idle source still drafts once in this many steps.
-const IDLE_RETRY: usize = 16;
-/// Weight of the past in a source's averages of surplus and time: long enough to credit a
-/// source that pays only now and then (a reference that matches every few steps).
-const SPENDING_MEMORY: f64 = 0.95;
-/// The longest wait between retries of a source that keeps not paying.
-const IDLE_RETRY_MAX: usize = 256;
-
-/// Tested / accepted counts per (source, depth, sibling rank), and per source, exponentially
-/// forgotten. A key's rate is shrunk towards its source's overall rate, so a key seen
-/// rarely (a deep node, a low-ranked sibling) starts from what the source usually achieves.
-#[derive(Clone, Debug)]
-struct AcceptanceRates {
-    counts: Vec<(f64, f64)>,
-    per_source: Vec<(f64, f64)>,
-}
-
-impl AcceptanceRates {
-    fn new(sources: usize) -> Self {
-        Self {
-            counts: vec![(0.0, 0.0); sources * MAX_DEPTH_KEY * MAX_RANK_KEY],
-            per_source: vec![(0.0, 0.0); sources],
-        }
-    }
-
-    fn key(source: usize, depth: usize, rank: usize) -> usize {
-        let depth = depth.clamp(1, MAX_DEPTH_KEY) - 1;
-        (source * MAX_DEPTH_KEY + depth) * MAX_RANK_KEY + rank.min(MAX_RANK_KEY - 1)
-    }
-
-    fn rate(&self, source: usize, depth: usize, rank: usize) -> f64 {
-        let (tested, accepted) = self.per_source[source];
-        let prior = (accepted + PRIOR_RATE * PRIOR_WEIGHT) / (tested + PRIOR_WEIGHT);
-        let (tested, accepted) = self.counts[Self::key(source, depth, rank)];
-        (accepted + prior * PRIOR_WEIGHT) / (tested + PRIOR_WEIGHT)
-    }
-
-    fn record(&mut self, source: usize, depth: usize, rank: usize, accepted: bool) {
-        for entry in [
-            &mut self.counts[Self::key(source, depth, rank)],
-            &mut self.per_source[source],
-        ] {
-            entry.0 += 1.0;
-            entry.1 += f64::from(u8::from(accepted));
-        }
-    }
-
-    fn forget(&mut self) {
-        for (tested, accepted) in self.counts.iter_mut().chain(&mut self.per_source) {
-            *tested *= DECAY;
-            *accepted *= DECAY;
-        }
-    }
-}
-
-/// Buckets of a source's conditional scores (the score of a node over its parent's).
-const SCORE_BUCKETS: usize = 20;
-/// Marks a node without a source score.
-const NO_BUCKET: u8 = u8::MAX;
-/// Weight of a bucket's own centre as its prior rate.
-const SCORE_PRIOR_WEIGHT: f64 = 2.0;
-
-/// Tested / accepted counts per (source, score bucket): what a source's conditional score
-/// is worth, learned as the step results come in, exponentially forgotten.
-#[derive(Clone, Debug)]
-struct ScoreCalibration {
-    counts: Vec<(f64, f64)>,
-}
-
-impl ScoreCalibration {
-    fn new(sources: usize) -> Self {
-        Self {
-            counts: vec![(0.0, 0.0); sources * SCORE_BUCKETS],
-        }
-    }
-
-    fn bucket(conditional: f64) -> u8 {
-        ((conditional * SCORE_BUCKETS as f64) as usize).min(SCORE_BUCKETS - 1) as u8
-    }
-
-    fn rate(&self, source: usize, bucket: u8) -> f64 {
-        let centre = (f64::from(bucket) + 0.5) / SCORE_BUCKETS as f64;
-        let (tested, accepted) = self.counts[source * SCORE_BUCKETS + usize::from(bucket)];
-        (accepted + centre * SCORE_PRIOR_WEIGHT) / (tested + SCORE_PRIOR_WEIGHT)
-    }
-
-    fn record(&mut self, source: usize, bucket: u8, accepted: bool) {
-        let entry = &mut self.counts[source * SCORE_BUCKETS + usize::from(bucket)];
-        entry.0 += 1.0;
-        entry.1 += f64::from(u8::from(accepted));
-    }
-
-    fn forget(&mut self) {
-        for (tested, accepted) in &mut self.counts {
-            *tested *= DECAY;
-            *accepted *= DECAY;
-        }
-    }
-}
-
-/// What a source brings and costs, averaged over the steps it drafted in full (cost-aware
-/// budgets), in units of the cost curve: its *surplus*, the expected tokens of the kept nodes
-/// it was first to propose minus what their share of the forward would have yielded at the
-/// step's rate, and the *time* it spent drafting and observing.
-#[derive(Clone, Copy, Debug)]
-struct SourceSpending {
-    surplus: f64,
-    time: f64,
-    /// Whether a step has been accounted yet (the first one sets the averages).
-    seen: bool,
-    /// Steps an idle source waits before drafting in full again: doubles each time a retry
-    /// finds it still not paying, back to [`IDLE_RETRY`] once it pays.
-    retry: usize,
-}
-
-impl Default for SourceSpending {
-    /// Unproven: worth drafting.
-    fn default() -> Self {
-        Self {
-            surplus: 1.0,
-            time: 0.0,
-            seen: false,
-            retry: IDLE_RETRY,
-        }
-    }
-}
-
-impl SourceSpending {
-    fn record(&mut self, surplus: f64, time: f64) {
-        let mix = |old: f64, new: f64| SPENDING_MEMORY * old + (1.0 - SPENDING_MEMORY) * new;
-        (self.surplus, self.time) = if self.seen {
-            (mix(self.surplus, surplus), mix(self.time, time))
-        } else {
-            (surplus, time)
-        };
-        self.seen = true;
-    }
-}
-
 /// The current step's accounting, from its draft to its feedback.
 #[derive(Clone, Debug, Default)]
 struct StepAccount {
-    drafted_at: Option<Instant>,
+    /// The clock's time when the tree was handed over (the forward pass follows).
+    drafted_at: Option<Duration>,
     nodes: usize,
     source_time: Vec<Duration>,
     source_node_cost: Vec<f64>,
@@ -233,47 +89,6 @@ struct StepAccount {
     lead: Option<usize>,
     /// Sequences sharing the step's forward pass.
     batch: usize,
-}
-
-/// Which of the sources that need all their nodes drafts in full on a chains-only model,
-/// where one chain is all a step can hold: the one whose chains have been accepted furthest
-/// (an average of accepted tokens per step it led), each of the others given a turn after
-/// [`IDLE_RETRY`] steps without one.
-#[derive(Clone, Debug, Default)]
-struct ChainLeads {
-    /// Per source: average accepted tokens per step it led (optimistic 1 at first), and steps
-    /// since it last led.
-    record: Vec<(f64, usize)>,
-}
-
-impl ChainLeads {
-    fn reset(&mut self, sources: usize) {
-        self.record.clear();
-        self.record.resize(sources, (1.0, 0));
-    }
-
-    /// The lead among the sources `forced` marks.
-    fn choose(&mut self, forced: &[bool]) -> Option<usize> {
-        let candidates = (0..forced.len()).filter(|&i| forced[i]);
-        let overdue = candidates
-            .clone()
-            .filter(|&i| self.record[i].1 >= IDLE_RETRY)
-            .max_by_key(|&i| self.record[i].1);
-        let best = candidates.fold(None, |best: Option<usize>, i| match best {
-            Some(b) if self.record[b].0 >= self.record[i].0 => Some(b),
-            _ => Some(i),
-        });
-        let lead = overdue.or(best)?;
-        for (i, record) in self.record.iter_mut().enumerate() {
-            record.1 = if i == lead { 0 } else { record.1 + 1 };
-        }
-        Some(lead)
-    }
-
-    fn observe(&mut self, lead: usize, accepted: usize) {
-        let gain = &mut self.record[lead].0;
-        *gain = KEPT_MEMORY * *gain + (1.0 - KEPT_MEMORY) * accepted as f64;
-    }
 }
 
 /// One source's draft and how its nodes map into the merged tree.
@@ -290,29 +105,37 @@ struct SourceDraft {
 pub struct Composite {
     sources: Vec<Box<dyn Strategy>>,
     budget: NodeBudget,
+    /// Where time comes from: sans-IO, injectable (a fixed clock makes a run reproducible).
+    clock: Box<dyn Clock>,
     drafts: Vec<SourceDraft>,
     builder: TreeBuilder,
+    /// Per candidate of the builder: the estimated probability that it is accepted.
     estimate: Vec<f64>,
     merged: Vec<Option<NodeId>>,
     rates: AcceptanceRates,
     calibration: ScoreCalibration,
-    kept_recently: Vec<f64>,
-    spending: Vec<SourceSpending>,
-    /// Seconds per unit of the cost curve, from the time between a draft and its feedback
-    /// (the forward pass) over the curve's cost of the tree.
-    unit_seconds: Option<f64>,
-    /// Expected tokens per unit of cost of recent steps, sources' time included.
-    value: f64,
+    pacing: Pacing,
+    leads: ChainLeads,
     step: StepAccount,
     /// The cost curve as one of the step's batch sees it, for batches of more than one.
     batch_curve: Option<(usize, CostCurve)>,
-    leads: ChainLeads,
-    idle_steps: Vec<usize>,
+    replay: ReplayScratch,
+    totals: Totals,
+}
+
+/// Buffers for replaying a step to each source through its own tree.
+#[derive(Clone, Debug, Default)]
+struct ReplayScratch {
+    /// Per source: the first candidate it added (those after it are its own new nodes).
     first_new: Vec<usize>,
-    skipped: usize,
     on_path: Vec<bool>,
     logits: Array2<f32>,
     verification: Verification,
+}
+
+/// Counts over the sequence, for [`Strategy::metrics`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
     steps: usize,
     candidates: usize,
     kept: usize,
@@ -320,7 +143,8 @@ pub struct Composite {
 }
 
 impl Composite {
-    /// Composes `sources` (1 to 32) under `budget`.
+    /// Composes `sources` (1 to 32) under `budget`, timing sources and forward passes with
+    /// the system clock (see [`with_clock`](Self::with_clock)).
     pub fn new(sources: Vec<Box<dyn Strategy>>, budget: NodeBudget) -> Result<Self, DecodeError> {
         if sources.is_empty() || sources.len() > SourceId::MAX {
             return Err(DecodeError::config(format!(
@@ -335,33 +159,37 @@ impl Composite {
             rank: Vec::new(),
             bucket: Vec::new(),
         };
+        let n = sources.len();
         Ok(Self {
-            drafts: vec![empty; sources.len()],
-            rates: AcceptanceRates::new(sources.len()),
-            calibration: ScoreCalibration::new(sources.len()),
-            kept_recently: vec![1.0; sources.len()],
-            spending: vec![SourceSpending::default(); sources.len()],
-            unit_seconds: None,
-            value: 0.0,
+            drafts: vec![empty; n],
+            rates: AcceptanceRates::new(n),
+            calibration: ScoreCalibration::new(n),
+            pacing: Pacing::new(n),
+            leads: ChainLeads::default(),
             step: StepAccount::default(),
             batch_curve: None,
-            leads: ChainLeads::default(),
-            idle_steps: vec![0; sources.len()],
-            first_new: vec![0; sources.len()],
-            skipped: 0,
+            replay: ReplayScratch {
+                first_new: vec![0; n],
+                logits: Array2::zeros((0, 0)),
+                ..ReplayScratch::default()
+            },
+            totals: Totals::default(),
             sources,
             budget,
+            clock: Box::new(SystemClock::new()),
             builder: TreeBuilder::new(0),
             estimate: Vec::new(),
             merged: Vec::new(),
-            on_path: Vec::new(),
-            logits: Array2::zeros((0, 0)),
-            verification: Verification::default(),
-            steps: 0,
-            candidates: 0,
-            kept: 0,
-            expected: 0.0,
         })
+    }
+
+    /// Reads time from `clock` instead of the system's: the only time a composite uses is
+    /// its sources' drafting and the forward pass between a draft and its feedback (to rest
+    /// sources that do not pay under a cost-aware budget), so with a clock that always reads
+    /// the same time, or advances by a fixed tick per reading, a seeded run is reproducible.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     /// The composed strategies; source `i` tags its nodes with `SourceId::new(i)`.
@@ -484,7 +312,7 @@ impl Composite {
             }
         }
         self.step.expected = best.2;
-        self.expected += best.2 - 1.0;
+        self.totals.expected += best.2 - 1.0;
         best.0
     }
 
@@ -524,90 +352,63 @@ impl Composite {
             }
         }
         self.step.expected = expected[best.0];
-        self.expected += expected[best.0] - 1.0;
+        self.totals.expected += expected[best.0] - 1.0;
         best.0
     }
 
-    /// Updates what each source brings and costs from the step just observed; `forward` is
-    /// the time between the draft and its feedback, `cost` the curve's cost of the tree.
-    fn account_step(&mut self, forward: Duration, cost: f64) {
-        let unit = forward.as_secs_f64() / cost;
-        let unit = match self.unit_seconds {
-            Some(u) => KEPT_MEMORY * u + (1.0 - KEPT_MEMORY) * unit,
-            None => unit,
-        };
-        self.unit_seconds = Some(unit);
-        let step = &self.step;
-        let source_cost: Vec<f64> = step
-            .source_time
-            .iter()
-            .map(|t| t.as_secs_f64() / unit)
-            .collect();
-        let value = step.expected / (cost + source_cost.iter().sum::<f64>());
-        self.value = if self.value == 0.0 {
-            value
-        } else {
-            KEPT_MEMORY * self.value + (1.0 - KEPT_MEMORY) * value
-        };
-        for (i, s) in self.spending.iter_mut().enumerate() {
-            if self.idle_steps[i] == 0 {
-                let surplus = step.source_gain[i] - value * step.source_node_cost[i];
-                s.record(surplus, source_cost[i]);
-            }
-        }
-    }
-
     /// Learns acceptance rates from the step and replays it to source `i` through its tree.
-    fn replay(&mut self, i: usize, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
+    fn replay_to(&mut self, i: usize, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         let merged = feedback.tree;
         let draft = &self.drafts[i];
         let own = &draft.tree;
         let vocab = feedback.logits.ncols();
-        self.logits = Array2::from_elem((own.logits_rows(), vocab), f32::NAN);
+        self.replay.logits = Array2::from_elem((own.logits_rows(), vocab), f32::NAN);
         for node in 0..own.len() {
             let Some(m) = self.merged[draft.candidate[node]] else {
                 continue;
             };
             if let (Some(own_row), Some(row)) = (own.logits_row(node), merged.logits_row(m)) {
-                self.logits
+                self.replay
+                    .logits
                     .row_mut(own_row)
                     .assign(&feedback.logits.row(row));
             }
             if let Some(parent) = merged.parent(m)
-                && self.on_path[parent]
+                && self.replay.on_path[parent]
                 && merged.needs_logits(m)
             {
                 let rank = usize::from(draft.rank[node]);
-                self.rates.record(i, own.depth(node), rank, self.on_path[m]);
+                self.rates
+                    .record(i, own.depth(node), rank, self.replay.on_path[m]);
                 if draft.bucket[node] != NO_BUCKET {
                     self.calibration
-                        .record(i, draft.bucket[node], self.on_path[m]);
+                        .record(i, draft.bucket[node], self.replay.on_path[m]);
                 }
             }
         }
         // The accepted path as far as this source's tree follows it.
         let path = &feedback.verification.path;
-        self.verification.path.clear();
-        self.verification.path.push(0);
+        self.replay.verification.path.clear();
+        self.replay.verification.path.push(0);
         let mut node = 0;
         for &m in &path[1..] {
             match own.child_with_token(node, merged.token(m)) {
                 Some(child) => {
-                    self.verification.path.push(child);
+                    self.replay.verification.path.push(child);
                     node = child;
                 }
                 None => break,
             }
         }
-        let followed = self.verification.path.len();
-        self.verification.bonus = match path.get(followed) {
+        let followed = self.replay.verification.path.len();
+        self.replay.verification.bonus = match path.get(followed) {
             Some(&m) => merged.token(m),
             None => feedback.verification.bonus,
         };
         let own_feedback = StepFeedback {
             tree: own,
-            logits: self.logits.view(),
-            verification: &self.verification,
+            logits: self.replay.logits.view(),
+            verification: &self.replay.verification,
             ..*feedback
         };
         self.sources[i].observe(&own_feedback)
@@ -622,13 +423,9 @@ impl Strategy for Composite {
     fn begin(&mut self, prompt: &[Token], vocab_size: usize) -> Result<(), DecodeError> {
         self.rates = AcceptanceRates::new(self.sources.len());
         self.calibration = ScoreCalibration::new(self.sources.len());
-        self.kept_recently.fill(1.0);
-        self.spending.fill(SourceSpending::default());
-        (self.unit_seconds, self.value) = (None, 0.0);
-        self.idle_steps.fill(0);
+        self.pacing = Pacing::new(self.sources.len());
         self.leads.reset(self.sources.len());
-        (self.steps, self.candidates, self.kept, self.expected) = (0, 0, 0, 0.0);
-        self.skipped = 0;
+        self.totals = Totals::default();
         for source in &mut self.sources {
             source.begin(prompt, vocab_size)?;
         }
@@ -656,27 +453,8 @@ impl Strategy for Composite {
         };
         for i in 0..n {
             let prunable = self.sources[i].prunable();
-            let unpaying = prunable
-                && match self.budget {
-                    NodeBudget::Fixed => self.kept_recently[i] < IDLE_BELOW,
-                    NodeBudget::CostAware(_) => {
-                        let s = self.spending[i];
-                        s.surplus < self.value * s.time
-                    }
-                };
-            let retry = &mut self.spending[i].retry;
-            let idle = unpaying && self.idle_steps[i] + 1 < *retry;
-            if !unpaying {
-                *retry = IDLE_RETRY;
-            } else if !idle && self.idle_steps[i] > 0 {
-                *retry = (*retry * 2).min(IDLE_RETRY_MAX);
-            }
-            if idle {
-                self.idle_steps[i] += 1;
-                self.skipped += 1;
-            } else {
-                self.idle_steps[i] = 0;
-            }
+            let cost_aware = matches!(self.budget, NodeBudget::CostAware(_));
+            let idle = prunable && self.pacing.rests(i, cost_aware);
             let source_ctx = ctx.with_max_nodes(match (idle, prunable) {
                 (true, _) => 1,
                 (false, true) => ctx.max_nodes,
@@ -689,12 +467,12 @@ impl Strategy for Composite {
                 }
                 (false, false) => reserved,
             });
-            self.first_new[i] = self.builder.candidates().len();
+            self.replay.first_new[i] = self.builder.candidates().len();
             let own = &mut self.drafts[i].tree;
             own.reset(pending);
-            let started = Instant::now();
+            let started = self.clock.now();
             self.sources[i].draft(&source_ctx, own)?;
-            self.step.source_time[i] += started.elapsed();
+            self.step.source_time[i] += self.clock.now().saturating_sub(started);
             if own.root_token() != pending || own.len() > source_ctx.max_nodes {
                 return Err(DecodeError::State(
                     "a composed source replaced the root or overran its node budget",
@@ -717,7 +495,7 @@ impl Strategy for Composite {
         self.step.source_gain.clear();
         self.step.source_node_cost.clear();
         for i in 0..n {
-            let first_new = self.first_new[i];
+            let first_new = self.replay.first_new[i];
             let (mut kept, mut gain) = (0, 0.0);
             for &c in &self.drafts[i].candidate[1..] {
                 if c >= first_new && self.merged[c].is_some() {
@@ -731,32 +509,31 @@ impl Strategy for Composite {
                 None => 0.0,
             };
             self.step.source_node_cost.push(node_cost);
-            if self.idle_steps[i] == 0 {
-                self.kept_recently[i] =
-                    KEPT_MEMORY * self.kept_recently[i] + (1.0 - KEPT_MEMORY) * kept as f64;
-            }
+            self.pacing.note_kept(i, kept);
         }
-        self.step.drafted_at = Some(Instant::now());
-        self.steps += 1;
-        self.candidates += self.builder.candidates().len();
-        self.kept += tree.len();
+        self.step.drafted_at = Some(self.clock.now());
+        self.totals.steps += 1;
+        self.totals.candidates += self.builder.candidates().len();
+        self.totals.kept += tree.len();
         Ok(())
     }
 
     fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         self.rates.forget();
         self.calibration.forget();
-        self.on_path.clear();
-        self.on_path.resize(feedback.tree.len(), false);
+        let on_path = &mut self.replay.on_path;
+        on_path.clear();
+        on_path.resize(feedback.tree.len(), false);
         for &node in &feedback.verification.path {
-            self.on_path[node] = true;
+            on_path[node] = true;
         }
-        let forward = self.step.drafted_at.take().map(|t| t.elapsed());
+        let now = self.clock.now();
+        let forward = self.step.drafted_at.take().map(|t| now.saturating_sub(t));
         for i in 0..self.sources.len() {
-            let started = Instant::now();
-            self.replay(i, feedback)?;
+            let started = self.clock.now();
+            self.replay_to(i, feedback)?;
             if let Some(t) = self.step.source_time.get_mut(i) {
-                *t += started.elapsed();
+                *t += self.clock.now().saturating_sub(started);
             }
         }
         if let Some(lead) = self.step.lead {
@@ -764,7 +541,16 @@ impl Strategy for Composite {
         }
         let cost = self.curve().map(|curve| curve.cost(self.step.nodes));
         if let (Some(forward), Some(cost)) = (forward, cost) {
-            self.account_step(forward, cost);
+            let step = &self.step;
+            let time: Vec<f64> = step.source_time.iter().map(Duration::as_secs_f64).collect();
+            self.pacing.account(
+                forward.as_secs_f64(),
+                cost,
+                step.expected,
+                &step.source_gain,
+                &step.source_node_cost,
+                &time,
+            );
         }
         Ok(())
     }
@@ -781,17 +567,23 @@ impl Strategy for Composite {
 
     fn metrics(&self) -> Vec<Metric> {
         let per_step = |x: f64| {
-            if self.steps == 0 {
+            if self.totals.steps == 0 {
                 0.0
             } else {
-                x / self.steps as f64
+                x / self.totals.steps as f64
             }
         };
         let mut metrics = vec![
-            Metric::new("candidates_per_step", per_step(self.candidates as f64)),
-            Metric::new("nodes_per_step", per_step(self.kept as f64)),
-            Metric::new("expected_accepted_per_step", per_step(self.expected)),
-            Metric::new("idle_sources_per_step", per_step(self.skipped as f64)),
+            Metric::new(
+                "candidates_per_step",
+                per_step(self.totals.candidates as f64),
+            ),
+            Metric::new("nodes_per_step", per_step(self.totals.kept as f64)),
+            Metric::new("expected_accepted_per_step", per_step(self.totals.expected)),
+            Metric::new(
+                "idle_sources_per_step",
+                per_step(self.pacing.skipped as f64),
+            ),
         ];
         for source in &self.sources {
             for m in source.metrics() {
