@@ -330,6 +330,9 @@ impl TokenTree {
     }
 
     /// The parent of `node`; `None` for the root.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn parent(&self, node: NodeId) -> Option<NodeId> {
         match self.parents[node] {
             NONE => None,
@@ -338,6 +341,9 @@ impl TokenTree {
     }
 
     /// Depth of `node`: 0 for the root. Its position is `committed length + depth`.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn depth(&self, node: NodeId) -> usize {
         self.depths[node] as usize
     }
@@ -348,16 +354,25 @@ impl TokenTree {
     }
 
     /// The source tags of `node`.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn sources(&self, node: NodeId) -> SourceSet {
         self.sources[node]
     }
 
     /// Whether the caller needs `node`'s logits.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn needs_logits(&self, node: NodeId) -> bool {
         self.rows[node] != NONE
     }
 
     /// The logits row of `node`, if its logits are needed.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn logits_row(&self, node: NodeId) -> Option<usize> {
         match self.rows[node] {
             NONE => None,
@@ -381,6 +396,9 @@ impl TokenTree {
     }
 
     /// The children of `node`, in insertion order.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn children(&self, node: NodeId) -> Children<'_> {
         Children {
             tree: self,
@@ -389,11 +407,17 @@ impl TokenTree {
     }
 
     /// The child of `node` carrying `token`, if any.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn child_with_token(&self, node: NodeId, token: Token) -> Option<NodeId> {
         self.children(node).find(|&c| self.tokens[c] == token)
     }
 
     /// `node`'s ancestors, its parent first, the root last.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn ancestors(&self, node: NodeId) -> Ancestors<'_> {
         Ancestors {
             tree: self,
@@ -402,6 +426,9 @@ impl TokenTree {
     }
 
     /// Writes the root-to-`node` path (both ends included) into `path`.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn path_to(&self, node: NodeId, path: &mut Vec<NodeId>) {
         path.clear();
         path.push(node);
@@ -410,6 +437,9 @@ impl TokenTree {
     }
 
     /// The tokens along the root-to-`node` path.
+    ///
+    /// # Panics
+    /// If `node` is not in the tree (see [`check_node`](Self::check_node)).
     pub fn path_tokens(&self, node: NodeId) -> Vec<Token> {
         let mut path = Vec::new();
         self.path_to(node, &mut path);
