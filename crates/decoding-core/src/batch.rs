@@ -389,7 +389,7 @@ pub fn decode_batch_with(
         buffer.clear();
         buffer.resize(total * vocab_size, f32::NAN);
         let mut logits = ArrayViewMut2::from_shape((total, vocab_size), &mut buffer)
-            .map_err(|_| DecodeError::State("logits buffer shape"))?;
+            .map_err(|_| DecodeError::Contract("logits buffer shape"))?;
         let started = Instant::now();
         model.forward_batch(&items, logits.view_mut())?;
         let forward_time = started.elapsed();
@@ -427,7 +427,7 @@ pub fn decode_batch_with(
     }
     let results = results
         .into_iter()
-        .map(|r| r.unwrap_or(Err(DecodeError::State("a request was never decoded"))))
+        .map(|r| r.unwrap_or(Err(DecodeError::Contract("a request was never decoded"))))
         .collect();
     Ok((results, stats))
 }

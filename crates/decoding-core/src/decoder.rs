@@ -507,7 +507,7 @@ impl<S: Strategy> Decoder<S> {
     fn check_draft(&self, pending: Token, max_nodes: usize) -> Result<(), DecodeError> {
         let tree = &self.draft;
         if tree.root_token() != pending || !tree.needs_logits(0) {
-            return Err(DecodeError::State(
+            return Err(DecodeError::Contract(
                 "a strategy must keep the root: the pending token, with logits",
             ));
         }
@@ -643,11 +643,11 @@ impl<S: Strategy> Decoder<S> {
     fn check_verification(&self) -> Result<(), DecodeError> {
         let path = &self.verification.path;
         if path.first() != Some(&0) {
-            return Err(DecodeError::State("verification must start at the root"));
+            return Err(DecodeError::Contract("verification must start at the root"));
         }
         self.draft.check_path(path)?;
         if self.tokens.len() - self.emitted_from != path.len() {
-            return Err(DecodeError::State(
+            return Err(DecodeError::Contract(
                 "verification must emit one token per accepted node and the bonus",
             ));
         }

@@ -181,6 +181,13 @@ pub enum DecodeError {
     /// A method called in the wrong state (for example `advance` before `propose`).
     #[error("decoder used out of order: {0}")]
     State(&'static str),
+    /// A strategy, a model or a caller broke its side of a contract (a draft without its
+    /// root, a verifier that emitted nothing, a row the model did not write...).
+    #[error("contract broken: {0}")]
+    Contract(&'static str),
+    /// An error of a strategy (its configuration, its own model, its files), with its source.
+    #[error("strategy: {0}")]
+    Strategy(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The strategy needs something the model does not provide.
     #[error("the strategy needs {0}, which the model does not provide")]
     MissingCapability(&'static str),
@@ -207,5 +214,11 @@ impl DecodeError {
     /// Shorthand for [`DecodeError::Config`].
     pub fn config(message: impl std::fmt::Display) -> Self {
         Self::Config(message.to_string())
+    }
+
+    /// Shorthand for [`DecodeError::Strategy`]: wraps a strategy's own error, keeping it as
+    /// the source.
+    pub fn strategy(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Strategy(error.into())
     }
 }

@@ -63,7 +63,7 @@ pub fn enumerate_draws<T: Ord>(
         };
         let result = run(&mut draw);
         if let Some(misuse) = draw.misuse {
-            return Err(DecodeError::State(misuse));
+            return Err(DecodeError::Contract(misuse));
         }
         *outcomes.entry(result).or_insert(0.0) += draw.probability;
         // Backtrack: the deepest choice with an untried alternative.

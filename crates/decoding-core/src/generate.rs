@@ -72,7 +72,7 @@ pub fn generate_streaming<S: Strategy>(
         // NaN until the model writes a row: a row it forgets is an error, not stale logits.
         buffer.resize(rows * vocab_size, f32::NAN);
         let mut logits = ArrayViewMut2::from_shape((rows, vocab_size), &mut buffer)
-            .map_err(|_| DecodeError::State("logits buffer shape"))?;
+            .map_err(|_| DecodeError::Contract("logits buffer shape"))?;
         let started = Instant::now();
         model.forward(tree, logits.view_mut())?;
         let mut model_time = started.elapsed();

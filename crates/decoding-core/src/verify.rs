@@ -120,7 +120,7 @@ fn walk(
 }
 
 fn row_of(tree: &TokenTree, node: NodeId) -> Result<usize, DecodeError> {
-    tree.logits_row(node).ok_or(DecodeError::State(
+    tree.logits_row(node).ok_or(DecodeError::Contract(
         "verification reached a node whose logits were not requested",
     ))
 }
@@ -330,7 +330,7 @@ impl<'a> Verifier<'a> {
         self.begin()?;
         self.tree.check_path(path)?;
         if path.first() != Some(&0) {
-            return Err(DecodeError::State(
+            return Err(DecodeError::Contract(
                 "an accepted path must start at the root",
             ));
         }
@@ -396,7 +396,7 @@ impl<'a> Verifier<'a> {
     /// [`accept`](Self::accept)), and the stop condition that fired, if any.
     pub(crate) fn finish(self) -> Result<Option<StopReason>, DecodeError> {
         if !self.done {
-            return Err(DecodeError::State(
+            return Err(DecodeError::Contract(
                 "a strategy's verify must call Verifier::exact or Verifier::accept",
             ));
         }
@@ -528,7 +528,7 @@ pub fn verify_step<S: crate::Strategy + ?Sized>(
     config.validate(vocab_size)?;
     check_logits_shape(tree, &logits, vocab_size)?;
     if tokens.last() != Some(&tree.root_token()) || prompt_len == 0 || prompt_len > tokens.len() {
-        return Err(DecodeError::State(
+        return Err(DecodeError::Contract(
             "the sequence must hold the prompt and end with the tree's root",
         ));
     }

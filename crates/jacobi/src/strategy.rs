@@ -29,7 +29,7 @@ pub fn greedy_prediction(
         return Ok(None);
     };
     if row >= logits.nrows() {
-        return Err(DecodeError::State(
+        return Err(DecodeError::Contract(
             "fewer logits rows than the tree asked for",
         ));
     }
@@ -210,15 +210,16 @@ impl Strategy for Jacobi {
     fn observe(&mut self, feedback: &StepFeedback<'_>) -> Result<(), DecodeError> {
         let tree = feedback.tree;
         if tree.len() != self.drafted + 1 || !tree.is_chain() {
-            return Err(DecodeError::State(
+            return Err(DecodeError::Contract(
                 "jacobi observed a tree it did not draft",
             ));
         }
         // Node i sits at depth i; its prediction is the new guess for the position after it.
         self.predictions.clear();
         for node in 0..tree.len() {
-            let token = greedy_prediction(tree, feedback.logits, node)?
-                .ok_or(DecodeError::State("jacobi drafted a node without logits"))?;
+            let token = greedy_prediction(tree, feedback.logits, node)?.ok_or(
+                DecodeError::Contract("jacobi drafted a node without logits"),
+            )?;
             self.predictions.push(token);
         }
         let accepted = feedback.verification.accepted();

@@ -39,7 +39,7 @@ pub enum ConfigError {
 
 impl From<ConfigError> for DecodeError {
     fn from(error: ConfigError) -> Self {
-        DecodeError::config(error)
+        DecodeError::strategy(error)
     }
 }
 

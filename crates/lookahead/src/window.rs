@@ -243,7 +243,7 @@ impl LookaheadWindow {
         for r in 0..self.columns {
             let node = self.nodes[top * self.width + r];
             let token = greedy_prediction(tree, logits, node)?
-                .ok_or(DecodeError::State("a top window node has no logits"))?;
+                .ok_or(DecodeError::Contract("a top window node has no logits"))?;
             self.predictions.push(token);
         }
         let first = self.pending_position + top + 1;

@@ -94,7 +94,7 @@ impl From<MedusaError> for DecodeError {
     fn from(error: MedusaError) -> Self {
         match error {
             MedusaError::Decode(e) => e,
-            other => DecodeError::config(other),
+            other => DecodeError::strategy(other),
         }
     }
 }

@@ -376,7 +376,7 @@ impl Medusa {
         };
         let row = row
             .to_slice()
-            .ok_or(DecodeError::State("head logits are not contiguous"))?;
+            .ok_or(DecodeError::Contract("head logits are not contiguous"))?;
         self.ranked[d].rank(row, width, with_probs, &mut self.order);
         self.heads_evaluated = self.heads_evaluated.max(d + 1);
         Ok(())

@@ -47,7 +47,7 @@ pub enum ConfigError {
 
 impl From<ConfigError> for DecodeError {
     fn from(error: ConfigError) -> Self {
-        DecodeError::config(error)
+        DecodeError::strategy(error)
     }
 }
 

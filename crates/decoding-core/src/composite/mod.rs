@@ -474,7 +474,7 @@ impl Strategy for Composite {
             self.sources[i].draft(&source_ctx, own)?;
             self.step.source_time[i] += self.clock.now().saturating_sub(started);
             if own.root_token() != pending || own.len() > source_ctx.max_nodes {
-                return Err(DecodeError::State(
+                return Err(DecodeError::Contract(
                     "a composed source replaced the root or overran its node budget",
                 ));
             }

@@ -85,7 +85,7 @@ fn misbehaving_strategies_are_errors() {
     let config = DecodeConfig::new(5).with_max_nodes(4);
     let mut model = HashModel::new(8, 1);
     let mut err = |s| generate(&mut model, Misbehaving(s), &[1], &config, &mut rng()).unwrap_err();
-    assert!(matches!(err(0), DecodeError::State(_)));
+    assert!(matches!(err(0), DecodeError::Contract(_)));
     assert!(matches!(
         err(1),
         DecodeError::Tree(TreeError::TokenOutOfVocab { .. })

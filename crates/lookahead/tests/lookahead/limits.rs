@@ -73,3 +73,17 @@ fn oversized_windows_are_errors() {
         assert!(err.to_string().contains("cells"));
     }
 }
+
+/// Issue 16: strategy errors were flattened into strings at the crate boundary; they keep
+/// their source.
+#[test]
+fn config_errors_keep_their_source() {
+    use std::error::Error;
+    let error: decoding_core::DecodeError = ConfigError::ZeroWindow(0).into();
+    let source = error.source().expect("a source");
+    assert_eq!(
+        source.downcast_ref::<ConfigError>(),
+        Some(&ConfigError::ZeroWindow(0))
+    );
+    assert!(error.to_string().contains("W must be at least 1"));
+}
