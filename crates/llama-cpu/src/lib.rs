@@ -85,10 +85,13 @@
 //!
 //! [`TokenTree`]: decoding_core::TokenTree
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod batch;
 mod cache;
 mod config;
 mod error;
+mod gemm;
 mod math;
 mod model;
 mod net;
@@ -99,4 +102,5 @@ mod weights;
 pub use batch::BatchLlama;
 pub use config::LlamaConfig;
 pub use error::LoadError;
+pub use gemm::kernels;
 pub use model::Llama;

@@ -16,7 +16,8 @@ use ndarray::{Array2, ArrayViewMut2, Axis};
 use crate::cache::LayerCache;
 use crate::config::LlamaConfig;
 use crate::error::LoadError;
-use crate::math::{PANEL, Packed, Rope, Sum, exp, gemm, gemm_panels, gemm_rows, rms_norm, silu};
+use crate::gemm::{PANEL, Packed, gemm, gemm_panels, gemm_strided};
+use crate::math::{Rope, Sum, exp, rms_norm, silu};
 use crate::team::{Task, Team, split};
 use crate::weights::{Layer, Weights};
 
@@ -319,7 +320,7 @@ impl Net {
         for kv in heads.start / group..heads.end.div_ceil(group) {
             let shared = heads.start.max(kv * group)..heads.end.min((kv + 1) * group);
             let keys = cache.keys.panels(kv, head, all);
-            let values: Vec<&[f32]> = (0..all).map(|r| cache.rows.value(r, kv, head)).collect();
+            let (values, value_stride) = cache.rows.values(kv, head);
             for first in (0..nodes).step_by(NODES) {
                 let block = first..nodes.min(first + NODES);
                 let rows = committed + block.end;
@@ -363,14 +364,21 @@ impl Net {
                     .collect();
                 let weights: Vec<&[f32]> =
                     scores.chunks_exact(stride).map(|r| &r[..rows]).collect();
-                gemm_rows(&weights, &values[..rows], head, &mut |q, d, v| {
-                    let (node, h) = who(q);
-                    let at = node * width + (h - heads.start) * head + d;
-                    let n = PANEL.min(head - d);
-                    for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
-                        *o = v / sums[q];
-                    }
-                });
+                gemm_strided(
+                    &weights,
+                    values,
+                    value_stride,
+                    rows,
+                    head,
+                    &mut |q, d, v| {
+                        let (node, h) = who(q);
+                        let at = node * width + (h - heads.start) * head + d;
+                        let n = PANEL.min(head - d);
+                        for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
+                            *o = v / sums[q];
+                        }
+                    },
+                );
             }
         }
     }
