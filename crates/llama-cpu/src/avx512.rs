@@ -14,16 +14,15 @@
 //! for features the build does not assume; building for x86-64-v4 would leave out every
 //! CPU without AVX-512; `multiversion` expands to `unsafe` in the calling crate.
 //!
-//! The tiles: `R` rows of `X` (at most [`MAX_ROWS`]) against `NP` panels of 16 columns
-//! (one 512-bit register each): `R x NP` accumulators advance by one fused multiply-add per
-//! `kk`, the row values broadcast from memory, the panel rows loaded (f16 ones widened by
-//! `VCVTPH2PS`) once per `kk` for all `R` rows. Rows are split into near-equal tiles of at
-//! most [`MAX_ROWS`]; each tile reads [`panels_for`] panels side by side (8 for one row, so
-//! that a single row, limited by memory, keeps 8 streams of weights in flight). Panels go
-//! group by group, and within a group tile by tile, so that the weights of a group come from
-//! memory once. A `VCVTPH2PS` takes the two ports the FMAs use, so an f16 group read by
-//! several tiles is widened once: the first tile writes the f32 rows it converts to a
-//! buffer, which the other tiles read.
+//! The tiles: `R` rows of `X` against `NP` panels of 16 columns (one 512-bit register
+//! each): `R x NP` accumulators advance by one fused multiply-add per `kk`, the row values
+//! broadcast from memory, the panel rows loaded (f16 ones widened by `VCVTPH2PS`) once per
+//! `kk` for all `R` rows. Rows are split into near-equal tiles of at most [`MAX_ROWS`]
+//! ([`MAX_ROWS_CONVERTED`] over f16 panels, whose conversions compete with the FMAs for
+//! the same ports: the taller the tile, the fewer conversions per FMA); each tile reads
+//! [`panels_for`] panels side by side (8 for one row, so that a single row, limited by
+//! memory, keeps 8 streams of weights in flight). Panels go group by group, and within a
+//! group tile by tile, so that the weights of a group come from memory once.
 //!
 //! Every element is still `acc = +0; acc = fma(x[kk], w[kk], acc)` in increasing `kk`: the
 //! same chain, hence the same bits, as the portable tiles and as any other tile here.
@@ -33,7 +32,7 @@ use std::ops::Range;
 use pulp::x86::V4;
 use pulp::{cast, f32x16};
 
-use crate::gemm::{Contiguous, PANEL, Panel, Store};
+use crate::gemm::{PANEL, Panel, Store};
 
 /// The AVX-512 token, when this CPU has AVX-512 and the build computes `mul_add` fused
 /// (the portable path's chains are then the same fused multiply-adds as these).
@@ -45,18 +44,34 @@ pub(crate) fn available() -> Option<V4> {
     }
 }
 
-/// Rows of the tallest tile: 8 rows x 2 panels is 16 accumulators, plus the 8 broadcast
-/// row values and 2 panel rows that LLVM keeps in registers at once (of 32). Taller tiles
-/// compile to loops that spill accumulators.
+/// Rows of the tallest tile over f32 panels: 8 rows x 2 panels is 16 accumulators, plus
+/// the 8 broadcast row values and 2 panel rows that LLVM keeps in registers at once (of
+/// 32). Taller tiles of two panels compile to loops that spill accumulators.
 pub(crate) const MAX_ROWS: usize = 8;
 
-/// Panels a tile of `rows` rows reads side by side (at most 16 accumulators, and a power
-/// of two so that any number of panels splits into groups the tiles exist for).
+/// Rows of the tallest tile over f16 panels, which read one panel: a `VCVTPH2PS` takes two
+/// slots of the ports the FMAs use, so a tile of `R` rows spends `R / (R + 2)` of them on
+/// FMAs; with one panel the broadcasts fold into the FMAs and 16 accumulators fit.
+pub(crate) const MAX_ROWS_CONVERTED: usize = 16;
+
+/// The tallest tile for panels that convert their rows (`converts`) or not.
+fn max_rows(converts: bool) -> usize {
+    if converts {
+        MAX_ROWS_CONVERTED
+    } else {
+        MAX_ROWS
+    }
+}
+
+/// Panels a tile of `rows` rows reads side by side: at most 16 accumulators, and a power of
+/// two so that any number of panels splits into groups the tiles exist for. A single row
+/// reads 8, to keep 8 streams of weights coming from memory.
 pub(crate) fn panels_for(rows: usize) -> usize {
     match rows {
         0 | 1 => 8,
         2..=4 => 4,
-        _ => 2,
+        5..=8 => 2,
+        _ => 1,
     }
 }
 
@@ -68,15 +83,11 @@ pub(crate) fn run<P: Panel>(
     depth: usize,
     store: &mut impl Store,
 ) {
-    let tiles = row_tiles(x.len());
-    let Some((tallest, others)) = tiles.split_first() else {
+    let tiles = row_tiles(x.len(), max_rows(P::CONVERTS));
+    let Some(tallest) = tiles.first() else {
         return;
     };
     let width = panels_for(tallest.len());
-    // Converted rows read by several tiles: the first tile widens them into a buffer as it
-    // goes (its loads from memory overlapping its multiply-adds), the others read that.
-    let widen = P::CONVERTS && !others.is_empty();
-    let mut widened = vec![0.0; if widen { width * depth * PANEL } else { 0 }];
     let mut first = 0;
     while first < panels.len() {
         // Whole groups of `width` panels, then the rest in halving groups.
@@ -84,28 +95,25 @@ pub(crate) fn run<P: Panel>(
         while group > panels.len() - first {
             group /= 2;
         }
-        let panels = &panels[first..first + group];
-        if widen {
-            let buffer = &mut widened[..group * depth * PANEL];
-            tile_any(simd, x, tallest, panels, first, depth, Some(buffer), store);
-            let wide: Vec<Contiguous<'_>> =
-                buffer.chunks_exact(depth * PANEL).map(Contiguous).collect();
-            for rows in others {
-                tile_any(simd, x, rows, &wide, first, depth, None, store);
-            }
-        } else {
-            for rows in &tiles {
-                tile_any(simd, x, rows, panels, first, depth, None, store);
-            }
+        for rows in &tiles {
+            tile_any(
+                simd,
+                x,
+                rows,
+                &panels[first..first + group],
+                first,
+                depth,
+                store,
+            );
         }
         first += group;
     }
 }
 
-/// `0..n` split into the fewest tiles of at most [`MAX_ROWS`] rows, as equal as can be
-/// (the taller ones first).
-fn row_tiles(n: usize) -> Vec<Range<usize>> {
-    let count = n.div_ceil(MAX_ROWS);
+/// `0..n` split into the fewest tiles of at most `max` rows, as equal as can be (the
+/// taller ones first).
+fn row_tiles(n: usize, max: usize) -> Vec<Range<usize>> {
+    let count = n.div_ceil(max);
     let mut start = 0;
     (0..count)
         .map(|t| {
@@ -116,10 +124,7 @@ fn row_tiles(n: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// The tile for `rows` of `x` against `group` (panels numbered from `first`), writing the
-/// panel rows it reads into `widen` (`group.len()` panels of `depth x PANEL` floats) when
-/// given one.
-#[allow(clippy::too_many_arguments)] // the tile's coordinates, as `tile` takes them
+/// The tile for `rows` of `x` against `group` (panels numbered from `first`).
 fn tile_any<P: Panel>(
     simd: V4,
     x: &[&[f32]],
@@ -127,25 +132,21 @@ fn tile_any<P: Panel>(
     group: &[P],
     first: usize,
     depth: usize,
-    widen: Option<&mut [f32]>,
     store: &mut impl Store,
 ) {
     macro_rules! tiles {
         ($($r:literal x $np:literal),* $(,)?) => {
             match (rows.len(), group.len()) {
-                $(($r, $np) => {
-                    let panels: [P; $np] =
-                        group.try_into().expect("as many panels as the tile reads");
-                    match widen {
-                        Some(buffer) if P::CONVERTS => tile::<$r, $np, P, true>(
-                            simd, x, rows.start, panels, first, depth, buffer, store,
-                        ),
-                        _ => tile::<$r, $np, P, false>(
-                            simd, x, rows.start, panels, first, depth, &mut [], store,
-                        ),
-                    }
-                })*
-                (r, np) => unreachable!("no {r} x {np} tile: panels_for and MAX_ROWS disagree"),
+                $(($r, $np) => tile::<$r, $np, P>(
+                    simd,
+                    x,
+                    rows.start,
+                    group.try_into().expect("as many panels as the tile reads"),
+                    first,
+                    depth,
+                    store,
+                ),)*
+                (r, np) => unreachable!("no {r} x {np} tile: panels_for and the row limits disagree"),
             }
         };
     }
@@ -158,47 +159,45 @@ fn tile_any<P: Panel>(
         6 x 2, 6 x 1,
         7 x 2, 7 x 1,
         8 x 2, 8 x 1,
+        9 x 1, 10 x 1, 11 x 1, 12 x 1, 13 x 1, 14 x 1, 15 x 1, 16 x 1,
     );
 }
 
 /// Rows `first_row .. first_row + R` of `x` against `NP` panels (numbered from
 /// `first_panel`): `R x NP` accumulator registers, each advanced by one fused multiply-add
-/// per `kk`; with `WIDEN`, the panel rows read are also written to `widened` (`NP` panels
-/// of `depth x PANEL` floats). Not inlined, so that its code does not depend on the
-/// caller's (each shape compiles to a loop of `NP` panel-row loads, `R` broadcasts and
-/// `R x NP` FMAs with no spill: check the disassembly after any change).
+/// per `kk`. Not inlined, so that its code does not depend on the caller's (each shape
+/// compiles to a loop of `NP` panel-row loads, `R` broadcasts and `R x NP` FMAs with no
+/// spilled accumulator: check the disassembly after any change).
 #[inline(never)]
-#[allow(clippy::too_many_arguments)] // the tile's coordinates
 #[allow(clippy::needless_range_loop)] // indexed on purpose: this form keeps `acc` in registers
-fn tile<const R: usize, const NP: usize, P: Panel, const WIDEN: bool>(
+fn tile<const R: usize, const NP: usize, P: Panel>(
     simd: V4,
     x: &[&[f32]],
     first_row: usize,
     panels: [P; NP],
     first_panel: usize,
     depth: usize,
-    widened: &mut [f32],
     store: &mut impl Store,
 ) {
     simd.vectorize(
         #[inline(always)]
         || {
             let rows: [&[f32]; R] = std::array::from_fn(|r| &x[first_row + r][..depth]);
+            let panels = panels.map(|p| p.first_rows(depth));
             let mut acc = [[simd.splat_f32x16(0.0); NP]; R];
-            for kk in 0..depth {
+            // A loop entered only when it runs (no empty-loop path whose zeros would merge
+            // with the accumulators after it): with that merge LLVM copies every
+            // accumulator to a second register each iteration in the tallest tiles.
+            let mut kk = 0;
+            while kk < depth {
                 let w: [f32x16; NP] = std::array::from_fn(|p| panels[p].row_avx512(simd, kk));
-                if WIDEN {
-                    for (p, &w) in w.iter().enumerate() {
-                        let at = (p * depth + kk) * PANEL;
-                        widened[at..at + PANEL].copy_from_slice(&cast::<f32x16, [f32; PANEL]>(w));
-                    }
-                }
                 for r in 0..R {
                     let a = simd.splat_f32x16(rows[r][kk]);
                     for p in 0..NP {
                         acc[r][p] = simd.mul_add_f32x16(a, w[p], acc[r][p]);
                     }
                 }
+                kk += 1;
             }
             for (r, row) in acc.iter().enumerate() {
                 for (p, &values) in row.iter().enumerate() {
@@ -215,17 +214,19 @@ mod tests {
 
     #[test]
     fn row_tiles_are_near_equal_and_cover_every_row() {
-        for n in 0..100 {
-            let tiles = row_tiles(n);
-            assert_eq!(tiles.len(), n.div_ceil(MAX_ROWS));
-            let mut next = 0;
-            for t in &tiles {
-                assert_eq!(t.start, next);
-                assert!(t.len() <= MAX_ROWS && t.len() + 1 >= tiles[0].len());
-                assert!(t.len() <= tiles[0].len());
-                next = t.end;
+        for max in [MAX_ROWS, MAX_ROWS_CONVERTED] {
+            for n in 0..100 {
+                let tiles = row_tiles(n, max);
+                assert_eq!(tiles.len(), n.div_ceil(max));
+                let mut next = 0;
+                for t in &tiles {
+                    assert_eq!(t.start, next);
+                    assert!(t.len() <= max && t.len() + 1 >= tiles[0].len());
+                    assert!(t.len() <= tiles[0].len());
+                    next = t.end;
+                }
+                assert_eq!(next, n);
             }
-            assert_eq!(next, n);
         }
     }
 }

@@ -118,6 +118,10 @@ pub(crate) trait Panel: Copy {
 
     fn row(&self, kk: usize) -> [f32; PANEL];
 
+    /// The panel cut to its first `depth` rows, so that the compiler sees the reads of a
+    /// loop over them stay inside.
+    fn first_rows(self, depth: usize) -> Self;
+
     /// Row `kk` in one AVX-512 register (the same values as [`row`](Self::row)).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -127,22 +131,44 @@ pub(crate) trait Panel: Copy {
     }
 }
 
-/// A panel of a [`Packed`] matrix: `depth x PANEL` contiguous floats.
+/// A panel of a [`Packed`] matrix: `depth` rows of `PANEL` contiguous floats (rows as
+/// arrays, so that a loop over `kk < depth` reads them with no bounds check).
 #[derive(Clone, Copy)]
-pub(crate) struct Contiguous<'a>(pub(crate) &'a [f32]);
+pub(crate) struct Contiguous<'a>(&'a [[f32; PANEL]]);
+
+impl<'a> Contiguous<'a> {
+    /// The panel held by `data` (`depth x PANEL` floats).
+    pub(crate) fn new(data: &'a [f32]) -> Self {
+        let (rows, rest) = data.as_chunks();
+        debug_assert!(rest.is_empty(), "a panel holds whole rows");
+        Self(rows)
+    }
+}
 
 impl Panel for Contiguous<'_> {
     #[inline(always)]
     fn row(&self, kk: usize) -> [f32; PANEL] {
-        self.0[kk * PANEL..(kk + 1) * PANEL]
-            .try_into()
-            .expect("PANEL floats")
+        self.0[kk]
+    }
+
+    #[inline(always)]
+    fn first_rows(self, depth: usize) -> Self {
+        Self(&self.0[..depth])
     }
 }
 
 /// A panel of a [`Packed`] matrix stored in f16, widened row by row as it is read.
 #[derive(Clone, Copy)]
-pub(crate) struct Half<'a>(&'a [f16]);
+pub(crate) struct Half<'a>(&'a [[f16; PANEL]]);
+
+impl<'a> Half<'a> {
+    /// The panel held by `data` (`depth x PANEL` halves).
+    fn new(data: &'a [f16]) -> Self {
+        let (rows, rest) = data.as_chunks();
+        debug_assert!(rest.is_empty(), "a panel holds whole rows");
+        Self(rows)
+    }
+}
 
 impl Panel for Half<'_> {
     const CONVERTS: bool = true;
@@ -150,15 +176,20 @@ impl Panel for Half<'_> {
     #[inline(always)]
     fn row(&self, kk: usize) -> [f32; PANEL] {
         let mut row = [0.0; PANEL];
-        self.0[kk * PANEL..(kk + 1) * PANEL].convert_to_f32_slice(&mut row);
+        self.0[kk].convert_to_f32_slice(&mut row);
         row
+    }
+
+    #[inline(always)]
+    fn first_rows(self, depth: usize) -> Self {
+        Self(&self.0[..depth])
     }
 
     /// `VCVTPH2PS`: the 16 halves widened in one instruction.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn row_avx512(&self, simd: pulp::x86::V4, kk: usize) -> pulp::f32x16 {
-        let bits: [u16; PANEL] = self.0[kk * PANEL..(kk + 1) * PANEL]
+        let bits: [u16; PANEL] = self.0[kk]
             .reinterpret_cast()
             .try_into()
             .expect("PANEL halves");
@@ -166,11 +197,11 @@ impl Panel for Half<'_> {
     }
 }
 
-/// A panel of a matrix whose rows are `stride` floats apart in one slice: row `kk` of the
-/// panel is `data[kk * stride + offset ..][..PANEL]`.
+/// A panel of a matrix whose rows are `stride` blocks of `PANEL` floats apart: row `kk` of
+/// the panel is `blocks[kk * stride + offset]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Strided<'a> {
-    data: &'a [f32],
+    blocks: &'a [[f32; PANEL]],
     stride: usize,
     offset: usize,
 }
@@ -178,10 +209,18 @@ pub(crate) struct Strided<'a> {
 impl Panel for Strided<'_> {
     #[inline(always)]
     fn row(&self, kk: usize) -> [f32; PANEL] {
-        let start = kk * self.stride + self.offset;
-        self.data[start..start + PANEL]
-            .try_into()
-            .expect("PANEL floats")
+        self.blocks[kk * self.stride + self.offset]
+    }
+
+    #[inline(always)]
+    fn first_rows(self, depth: usize) -> Self {
+        let end = depth
+            .checked_sub(1)
+            .map_or(0, |last| last * self.stride + self.offset + 1);
+        Self {
+            blocks: &self.blocks[..end],
+            ..self
+        }
     }
 }
 
@@ -218,7 +257,7 @@ pub(crate) fn gemm(
         Storage::F32(data) => {
             let all: Vec<Contiguous<'_>> = data[panels.start * size..panels.end * size]
                 .chunks_exact(size)
-                .map(Contiguous)
+                .map(Contiguous::new)
                 .collect();
             run(Kernel::detected(), x, &all, w.depth, store);
         }
@@ -228,7 +267,7 @@ pub(crate) fn gemm(
             // buffer. The AVX-512 ones widen a group once when several tiles read it.
             let all: Vec<Half<'_>> = data[panels.start * size..panels.end * size]
                 .chunks_exact(size)
-                .map(Half)
+                .map(Half::new)
                 .collect();
             run(Kernel::detected(), x, &all, w.depth, store);
         }
@@ -240,14 +279,15 @@ pub(crate) fn gemm(
 pub(crate) fn gemm_panels(x: &[&[f32]], panels: &[&[f32]], depth: usize, store: &mut impl Store) {
     let panels: Vec<Contiguous<'_>> = panels
         .iter()
-        .map(|p| Contiguous(&p[..depth * PANEL]))
+        .map(|p| Contiguous::new(&p[..depth * PANEL]))
         .collect();
     run(Kernel::detected(), x, &panels, depth, store);
 }
 
 /// `X W` where row `kk` of `W` (`depth x cols`) is `w[kk * stride..][..cols]` (the rows
-/// `x` are `depth` long or longer): like [`gemm`], reading `w` in place when every panel
-/// can be read `PANEL` wide, and from a packed copy otherwise.
+/// `x` are `depth` long or longer): like [`gemm`], reading `w` in place when its rows are
+/// whole blocks of `PANEL` floats apart and every panel can be read `PANEL` wide, and from
+/// a packed copy otherwise.
 pub(crate) fn gemm_strided(
     x: &[&[f32]],
     w: &[f32],
@@ -256,13 +296,18 @@ pub(crate) fn gemm_strided(
     cols: usize,
     store: &mut impl Store,
 ) {
-    let width = cols.div_ceil(PANEL) * PANEL;
-    if depth == 0 || (depth - 1) * stride + width <= w.len() {
-        let panels: Vec<Strided<'_>> = (0..cols.div_ceil(PANEL))
+    let panels = cols.div_ceil(PANEL);
+    let (blocks, _) = w.as_chunks::<PANEL>();
+    let in_place = stride.is_multiple_of(PANEL)
+        && depth
+            .checked_sub(1)
+            .is_none_or(|last| last * (stride / PANEL) + panels <= blocks.len());
+    if in_place {
+        let panels: Vec<Strided<'_>> = (0..panels)
             .map(|p| Strided {
-                data: w,
-                stride,
-                offset: p * PANEL,
+                blocks,
+                stride: stride / PANEL,
+                offset: p,
             })
             .collect();
         run(Kernel::detected(), x, &panels, depth, store);
@@ -271,7 +316,7 @@ pub(crate) fn gemm_strided(
             .map(|kk| &w[kk * stride..kk * stride + cols])
             .collect();
         let packed = Packed::from_rows(&rows, cols);
-        gemm(x, &packed, 0..cols.div_ceil(PANEL), store);
+        gemm(x, &packed, 0..panels, store);
     }
 }
 
@@ -530,7 +575,7 @@ mod tests {
             // The same matrix as rows `stride` apart (in place when every panel can be read
             // whole, else packed).
             let wt = w.t().as_standard_layout().to_owned();
-            for stride in [n, n.next_multiple_of(PANEL) + 5] {
+            for stride in [n, n.next_multiple_of(PANEL), n.next_multiple_of(PANEL) + 5] {
                 let mut strided = vec![f32::NAN; k * stride];
                 for (kk, row) in wt.rows().into_iter().enumerate() {
                     strided[kk * stride..kk * stride + n].copy_from_slice(row.as_slice().unwrap());
@@ -605,13 +650,14 @@ mod tests {
             let singles: Vec<f32> = halves.iter().map(|v| v.to_f32()).collect();
             let wt = w.t().as_standard_layout().to_owned();
             let size = depth * PANEL;
-            let half: Vec<Half<'_>> = halves.chunks_exact(size).map(Half).collect();
-            let single: Vec<Contiguous<'_>> = singles.chunks_exact(size).map(Contiguous).collect();
+            let half: Vec<Half<'_>> = halves.chunks_exact(size).map(Half::new).collect();
+            let single: Vec<Contiguous<'_>> =
+                singles.chunks_exact(size).map(Contiguous::new).collect();
             let strided: Vec<Strided<'_>> = (0..panels)
                 .map(|p| Strided {
-                    data: wt.as_slice().unwrap(),
-                    stride: cols,
-                    offset: p * PANEL,
+                    blocks: wt.as_slice().unwrap().as_chunks().0,
+                    stride: panels,
+                    offset: p,
                 })
                 .collect();
             for m in (1..=26).chain([31, 40]) {
