@@ -10,10 +10,14 @@
 //! the `faer` linear algebra library) detects the CPU features once and hands out a `V4`
 //! token only when AVX-512F/BW/CD/DQ/VL are there; [`V4::vectorize`] then runs a closure
 //! compiled with those features, and the token's methods are the intrinsics as safe
-//! functions. The alternatives: `std::arch` needs `unsafe` for the call into code compiled
-//! for features the build does not assume; building for x86-64-v4 would leave out every
-//! CPU without AVX-512; `multiversion` expands to `unsafe` in the calling crate.
-//!
+//! functions, so each tile is written instruction by instruction (512-bit FMAs with
+//! broadcast operands, `VCVTPH2PS` for f16 rows) instead of left to the autovectoriser, and
+//! the token is a value the tests pass to run both kernels side by side. The alternatives:
+//! `std::arch` runtime dispatch needs `unsafe` for the call into code compiled for features
+//! the build does not assume; building for x86-64-v4 would leave out every CPU without
+//! AVX-512; the `multiversion` crate dispatches safely too, but clones autovectorised
+//! functions, whose vector width and f16 conversions are LLVM's choice.
+
 //! The tiles: `R` rows of `X` against `NP` panels of 16 columns (one 512-bit register
 //! each): `R x NP` accumulators advance by one fused multiply-add per `kk`, the row values
 //! broadcast from memory, the panel rows loaded (f16 ones widened by `VCVTPH2PS`) once per
@@ -53,6 +57,17 @@ pub(crate) const MAX_ROWS: usize = 8;
 /// slots of the ports the FMAs use, so a tile of `R` rows spends `R / (R + 2)` of them on
 /// FMAs; with one panel the broadcasts fold into the FMAs and 16 accumulators fit.
 pub(crate) const MAX_ROWS_CONVERTED: usize = 16;
+
+/// Rows of a panel that a tile asks the memory system for ahead of reading them: the
+/// weights stream from L3 or DRAM, and the hardware prefetchers stop at every 4 KB page
+/// (128 rows of an f16 panel); 64 rows are a few hundred cycles of the tallest tiles.
+const AHEAD: usize = 64;
+
+/// Tiles reading at most this many panels side by side prefetch: the tall ones, which
+/// stream one or two panels, and whose profile showed the time waiting on weight loads.
+/// Wide tiles (one to four rows) keep 4 or 8 streams in flight for the hardware
+/// prefetchers, and a single row did not get faster with the extra requests.
+const PREFETCHING: usize = 2;
 
 /// The tallest tile for panels that convert their rows (`converts`) or not.
 fn max_rows(converts: bool) -> usize {
@@ -191,6 +206,11 @@ fn tile<const R: usize, const NP: usize, P: Panel>(
             let mut kk = 0;
             while kk < depth {
                 let w: [f32x16; NP] = std::array::from_fn(|p| panels[p].row_avx512(simd, kk));
+                if NP <= PREFETCHING {
+                    for panel in &panels {
+                        panel.prefetch_avx512(simd, kk + AHEAD);
+                    }
+                }
                 for r in 0..R {
                     let a = simd.splat_f32x16(rows[r][kk]);
                     for p in 0..NP {

@@ -122,6 +122,14 @@ pub(crate) trait Panel: Copy {
     /// loop over them stay inside.
     fn first_rows(self, depth: usize) -> Self;
 
+    /// Asks the memory system for row `kk` ahead of its use (a hint: rows past the end are
+    /// harmless). Panels read from memory (the weights) do; the others are in cache.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize) {
+        let _ = (simd, kk);
+    }
+
     /// Row `kk` in one AVX-512 register (the same values as [`row`](Self::row)).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -183,6 +191,16 @@ impl Panel for Half<'_> {
     #[inline(always)]
     fn first_rows(self, depth: usize) -> Self {
         Self(&self.0[..depth])
+    }
+
+    /// `PREFETCHT0` of the row's cache line (the row may lie past the panel: the weights of
+    /// the next panel follow, and a prefetch never faults).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize) {
+        let row = self.0.as_ptr().wrapping_add(kk);
+        simd.sse
+            ._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.cast());
     }
 
     /// `VCVTPH2PS`: the 16 halves widened in one instruction.
