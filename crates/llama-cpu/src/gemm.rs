@@ -280,9 +280,10 @@ pub(crate) fn gemm(
             run(Kernel::detected(), x, &all, w.depth, store);
         }
         Storage::F16(data) => {
-            // The portable tiles widen the weights they read (the first from memory, the
-            // others from cache): cheaper for them than widening each group once into a
-            // buffer. The AVX-512 ones widen a group once when several tiles read it.
+            // Every tile widens the weights it reads (the first of a group from memory, the
+            // others from cache): cheaper than widening each group once into a buffer (for
+            // the AVX-512 tiles too, by llvm-mca's estimate, until about four tiles of 16
+            // rows read a group: more than 64 nodes).
             let all: Vec<Half<'_>> = data[panels.start * size..panels.end * size]
                 .chunks_exact(size)
                 .map(Half::new)

@@ -10,12 +10,11 @@
 //! acc = 0; for kk in 0..depth { acc = mul_add(X[i][kk], W[kk][j], acc) }
 //! ```
 //!
-//! in increasing `kk`, whatever kernel tile computes it ([`gemm`]): a tile only decides
-//! which elements advance side by side (one SIMD lane each, so the weights loaded for a
-//! step are shared by several rows of `X`, and no horizontal reduction is ever needed), and
-//! threads (`team.rs`) only decide who computes which columns. [`mul_add`] is one fused
-//! multiply-add when the build targets FMA and a multiply then an add otherwise: a fixed
-//! function for a given build either way.
+//! in increasing `kk`, whatever kernel tile computes it (`gemm.rs`, and `avx512.rs` where
+//! the CPU has AVX-512), and threads (`team.rs`) only decide who computes which columns.
+//! The other reductions here ([`dot`], [`Sum`]) fix their order the same way. [`mul_add`]
+//! is one fused multiply-add when the build targets FMA and a multiply then an add
+//! otherwise: a fixed function for a given build either way.
 
 /// `a * b + c`: fused (one rounding) when the build targets FMA (x86-64-v3, see
 /// `.cargo/config.toml`), a multiply then an add otherwise. One fixed function per build.
