@@ -3,7 +3,7 @@
 //! behind the committed rows. [`LayerCache`] keeps the keys twice: row by row with the
 //! values ([`KvCache`]), and as panels of `K^T` ([`KeyPanels`]) for the score product.
 
-use crate::math::PANEL;
+use crate::gemm::PANEL;
 
 /// Keys and values of one layer, `width = kv_heads * head` floats per row, RoPE applied to
 /// the keys.
@@ -41,10 +41,13 @@ impl KvCache {
         &self.keys[start..start + len]
     }
 
-    /// The value of row `row`, head `head` of width `len`.
-    pub(crate) fn value(&self, row: usize, head: usize, len: usize) -> &[f32] {
-        let start = row * self.width + head * len;
-        &self.values[start..start + len]
+    /// The values of head `head` (of width `len`) of every row, and their stride: row `r`
+    /// starts at `r * stride` of the slice.
+    pub(crate) fn values(&self, head: usize, len: usize) -> (&[f32], usize) {
+        (
+            &self.values[(head * len).min(self.values.len())..],
+            self.width,
+        )
     }
 
     /// Moves the rows `start + kept[i]` to `start + i` and drops every row after them.
@@ -110,7 +113,7 @@ impl LayerCache {
 /// Keys in blocks of [`PANEL`] rows: block `b` holds rows `PANEL b .. PANEL (b + 1)` as
 /// `width` rows of `PANEL` floats (element `i` of key `r` at `PANEL (width b + i) + r %
 /// PANEL`), so the elements of head `h` in block `b` are a panel of `K^T` for
-/// [`gemm_panels`]. Lanes past the last row hold stale or zero keys, whose scores are
+/// [`gemm_panels`](crate::gemm::gemm_panels). Lanes past the last row hold stale or zero keys, whose scores are
 /// computed and never read.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyPanels {

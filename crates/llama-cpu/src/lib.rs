@@ -58,6 +58,45 @@
 //! a node's logits and hidden state are bit-identical batched or alone, and every sequence
 //! of a batch decodes exactly as it would alone.
 //!
+//! ## Kernels and the roofline
+//!
+//! A forward over `k` nodes reads every weight once and does `k` multiply-adds with it, so
+//! a small tree is limited by memory (the weights, 31.5 MB in f16 for pycoder-16m) and a
+//! large one by the multiply-adds. The products run on 512-bit AVX-512 tiles where the CPU
+//! has them (chosen at run time, safely, through the `pulp` crate), and on portable tiles
+//! (256-bit AVX2 + FMA with the workspace's x86-64-v3 build) elsewhere; [`kernels`] says
+//! which, and `LLAMA_CPU_KERNELS=portable` forces the portable ones. Both compute every
+//! element as the same chain of fused multiply-adds, so the logits are the same bits.
+//!
+//! `cargo run --release -p llama-cpu --example roofline` measures this machine's bounds and
+//! the forward over a chain of `k` nodes on a 512-token cache, one thread. On the 2-core
+//! KVM Xeon this crate was tuned on (family 6 model 207, AVX-512): f32 FMA peak 178.9
+//! GFLOP/s with AVX-512 and 95.8 with AVX2 on one core; reads at 25.9 GB/s from a buffer
+//! the size of the weights (L3) and 4.7 to 12 GB/s from 1 GB (DRAM, shared). The table is
+//! the fastest forward seen over all runs of the example and of `eval --cost-curve` with
+//! the final kernels, on a machine that other jobs kept at a load average of 12 to 16 the
+//! whole time: a forward of 12 nodes or more (several milliseconds) was never seen
+//! without a preemption, so those rows (and the ratios) overstate the time, and the
+//! fraction of the bound is a lower bound. Rerun the example on a quiet machine.
+//!
+//! ```text
+//!   k |     ms  ratio | GFLOP/s | flops ms  bytes ms |   bound  of bound
+//!   1 |  1.432   1.00 |    26.3 |    0.211     1.377 |  memory     96%
+//!   2 |  2.388   1.67 |    31.6 |    0.422     1.377 |  memory     58%
+//!   4 |  3.262   2.28 |    46.3 |    0.845     1.378 |  memory     42%
+//!   8 |  4.843   3.38 |    62.4 |    1.691     1.379 | compute     35%
+//!  16 |  7.990   5.58 |    75.8 |    3.386     1.382 | compute     42%
+//!  32 | 20.920  14.61 |    58.1 |    6.790     1.387 | compute     32%
+//!  64 | 60.803  42.46 |    40.2 |   13.650     1.397 | compute     22%
+//! ```
+//!
+//! `of bound`: the larger of `flops / peak` and `bytes / bandwidth` over the measured time,
+//! flops and bytes being the useful work (`2 x` the weights per node, plus attention over
+//! `512 + depth + 1` rows; the weights and the cache read once). What the tiles can reach
+//! by port counts (a `VCVTPH2PS` takes two slots of the two FMA ports): the 16-row f16 tile
+//! spends 16 of every 18 slots on FMAs (89%), the 8-row ones 80%, the f32 ones of
+//! attention all of them; a single row is limited by memory.
+//!
 //! ## The architecture and its notation
 //!
 //! LLaMA (Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models") with
@@ -85,10 +124,13 @@
 //!
 //! [`TokenTree`]: decoding_core::TokenTree
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod batch;
 mod cache;
 mod config;
 mod error;
+mod gemm;
 mod math;
 mod model;
 mod net;
@@ -99,4 +141,5 @@ mod weights;
 pub use batch::BatchLlama;
 pub use config::LlamaConfig;
 pub use error::LoadError;
+pub use gemm::kernels;
 pub use model::Llama;

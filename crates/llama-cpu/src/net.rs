@@ -16,7 +16,8 @@ use ndarray::{Array2, ArrayViewMut2, Axis};
 use crate::cache::LayerCache;
 use crate::config::LlamaConfig;
 use crate::error::LoadError;
-use crate::math::{PANEL, Packed, Rope, Sum, exp, gemm, gemm_panels, gemm_rows, rms_norm, silu};
+use crate::gemm::{PANEL, Packed, gemm, gemm_panels, gemm_strided};
+use crate::math::{Rope, Sum, exp, rms_norm, silu};
 use crate::team::{Task, Team, split};
 use crate::weights::{Layer, Weights};
 
@@ -77,7 +78,7 @@ struct Part<'a> {
     tree: &'a TokenTree,
     committed: usize,
     rows: Range<usize>,
-    sight: Sight,
+    paths: Paths,
 }
 
 impl Net {
@@ -143,7 +144,7 @@ impl Net {
                 tree,
                 committed,
                 rows: rows..rows + tree.len(),
-                sight: Sight::new(tree),
+                paths: Paths::new(tree),
             });
             caches.push(slot_caches);
             rows += tree.len();
@@ -311,15 +312,15 @@ impl Net {
         let head = self.config.head_width();
         let group = self.config.num_attention_heads / self.config.kv_heads();
         let scale = 1.0 / (head as f32).sqrt();
-        let (sight, committed) = (&part.sight, part.committed);
-        let nodes = sight.len();
+        let (paths, committed) = (&part.paths, part.committed);
+        let nodes = paths.len();
         let width = heads.len() * head;
         let all = committed + nodes;
         let mut scores = Vec::new();
         for kv in heads.start / group..heads.end.div_ceil(group) {
             let shared = heads.start.max(kv * group)..heads.end.min((kv + 1) * group);
             let keys = cache.keys.panels(kv, head, all);
-            let values: Vec<&[f32]> = (0..all).map(|r| cache.rows.value(r, kv, head)).collect();
+            let (values, value_stride) = cache.rows.values(kv, head);
             for first in (0..nodes).step_by(NODES) {
                 let block = first..nodes.min(first + NODES);
                 let rows = committed + block.end;
@@ -349,28 +350,35 @@ impl Net {
                     .chunks_exact_mut(stride)
                     .enumerate()
                     .map(|(q, row)| {
-                        let (row, seen) = (&mut row[..rows], sight.row(who(q).0));
-                        softmax_weights(row, committed, seen, scale);
+                        let (row, path) = (&mut row[..rows], paths.path(who(q).0));
+                        softmax_weights(row, committed, path, scale);
                         // The sum over the rows seen, in order: the committed ones, then
                         // the path (the same sequence however the tree branches around it).
                         let mut total = Sum::new();
                         total.add_all(&row[..committed]);
-                        for (&e, _) in row[committed..].iter().zip(seen).filter(|(_, s)| **s) {
-                            total.add(e);
+                        for &t in path {
+                            total.add(row[committed + t]);
                         }
                         total.total()
                     })
                     .collect();
                 let weights: Vec<&[f32]> =
                     scores.chunks_exact(stride).map(|r| &r[..rows]).collect();
-                gemm_rows(&weights, &values[..rows], head, &mut |q, d, v| {
-                    let (node, h) = who(q);
-                    let at = node * width + (h - heads.start) * head + d;
-                    let n = PANEL.min(head - d);
-                    for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
-                        *o = v / sums[q];
-                    }
-                });
+                gemm_strided(
+                    &weights,
+                    values,
+                    value_stride,
+                    rows,
+                    head,
+                    &mut |q, d, v| {
+                        let (node, h) = who(q);
+                        let at = node * width + (h - heads.start) * head + d;
+                        let n = PANEL.min(head - d);
+                        for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
+                            *o = v / sums[q];
+                        }
+                    },
+                );
             }
         }
     }
@@ -380,14 +388,15 @@ impl Net {
 const NODES: usize = 16;
 
 /// Turns one query's scores over `committed + t` rows (the committed ones, then the tree
-/// rows `t` of which `seen[t]` tells the visible ones) into `e^(scale s - max)`, 0 for the
-/// rows it does not see, `max` taken over the visible scaled scores.
-fn softmax_weights(row: &mut [f32], committed: usize, seen: &[bool], scale: f32) {
+/// rows `t`, of which the query sees those of `path`, increasing) into `e^(scale s - max)`,
+/// 0 for the rows it does not see, `max` taken over the visible scaled scores.
+fn softmax_weights(row: &mut [f32], committed: usize, path: &[usize], scale: f32) {
     for s in row.iter_mut() {
         *s *= scale;
     }
-    for (s, &seen) in row[committed..].iter_mut().zip(seen) {
-        if !seen {
+    let mut visible = path.iter().peekable();
+    for (t, s) in row[committed..].iter_mut().enumerate() {
+        if visible.next_if_eq(&&t).is_none() {
             *s = f32::NEG_INFINITY;
         }
     }
@@ -414,36 +423,40 @@ fn softmax_weights(row: &mut [f32], committed: usize, seen: &[bool], scale: f32)
     }
 }
 
-/// Which tree rows each node sees: `sees[n * len + t]` when node `t` is on the
-/// root-to-`n` path (ancestors and `n` itself).
+/// The tree rows each node sees: its root-to-node path (ancestors and itself), in
+/// increasing order, every node's list one after the other (`O(sum of depths)`, not the
+/// `len x len` of a dense mask).
 #[derive(Debug)]
-struct Sight {
-    len: usize,
-    sees: Vec<bool>,
+struct Paths {
+    /// Node `n`'s path is `nodes[starts[n]..starts[n + 1]]`.
+    starts: Vec<usize>,
+    nodes: Vec<usize>,
 }
 
-impl Sight {
+impl Paths {
     fn new(tree: &TokenTree) -> Self {
-        let len = tree.len();
-        let mut sees = vec![false; len * len];
-        for n in 0..len {
+        let mut starts = Vec::with_capacity(tree.len() + 1);
+        starts.push(0);
+        let mut nodes = Vec::new();
+        for n in 0..tree.len() {
             if let Some(parent) = tree.parent(n) {
-                // Parents come before their children, so the parent's row is complete.
-                sees.copy_within(parent * len..parent * len + parent + 1, n * len);
+                // Parents come before their children, so the parent's path is complete.
+                nodes.extend_from_within(starts[parent]..starts[parent + 1]);
             }
-            sees[n * len + n] = true;
+            nodes.push(n);
+            starts.push(nodes.len());
         }
-        Self { len, sees }
+        Self { starts, nodes }
     }
 
     /// Nodes in the tree.
     fn len(&self) -> usize {
-        self.len
+        self.starts.len() - 1
     }
 
-    /// The tree rows node `n` sees.
-    fn row(&self, n: usize) -> &[bool] {
-        &self.sees[n * self.len..(n + 1) * self.len]
+    /// The tree rows node `n` sees, increasing.
+    fn path(&self, n: usize) -> &[usize] {
+        &self.nodes[self.starts[n]..self.starts[n + 1]]
     }
 }
 
