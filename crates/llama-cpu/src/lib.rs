@@ -58,6 +58,14 @@
 //! a node's logits and hidden state are bit-identical batched or alone, and every sequence
 //! of a batch decodes exactly as it would alone.
 //!
+//! ## Early exit
+//!
+//! [`Llama::early_exit`] gives a model that runs only the first `L` blocks, then the final
+//! norm and the (tied) output projection: a drafter made of the target's own weights
+//! (shared, not copied), for self-speculative decoding (LayerSkip; Draft & Verify). It has
+//! its own cache, holding `L` layers, and is an ordinary [`LogitsModel`]: a node's logits
+//! are a function of its path alone, bit for bit, as for the whole model.
+//!
 //! ## The architecture and its notation
 //!
 //! LLaMA (Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models") with
@@ -84,6 +92,7 @@
 //! configuration as a [`LoadError`].
 //!
 //! [`TokenTree`]: decoding_core::TokenTree
+//! [`LogitsModel`]: decoding_core::LogitsModel
 
 mod batch;
 mod cache;
