@@ -29,7 +29,7 @@ pub(crate) struct Candidates {
     pub(crate) cell: Vec<u8>,
     pub(crate) estimate: Vec<f32>,
     /// Drafting cost spent this step, in units of the target's one-node forward.
-    spent: f64,
+    pub(crate) spent: f64,
     top: Vec<(Token, f32)>,
     order: Vec<NodeId>,
 }

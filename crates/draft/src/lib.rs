@@ -58,7 +58,7 @@
 //! `drafter_ms` metric), and every node costs the target too. Without a cost curve a step
 //! drafts `k` levels and keeps `max_nodes` nodes, as the papers do. Given the target's
 //! [`CostCurve`] and the drafter's relative cost ([`DraftConfig::cost`],
-//! [`DraftConfig::drafter_cost`]), each step drafts only as deep as the next drafter forward
+//! [`DraftConfig::drafter_cost`], measured by [`relative_cost`]), each step drafts only as deep as the next drafter forward
 //! is expected to pay, and keeps the nodes that maximise expected tokens per unit of cost,
 //! the drafting already spent included. Expected tokens come from the drafter's confidences,
 //! calibrated against the target as the steps are verified (a correction per confidence
@@ -98,10 +98,12 @@
 
 mod calibration;
 mod config;
+mod cost;
 mod drafter;
 mod expand;
 mod strategy;
 mod topk;
 
 pub use config::{ConfigError, DraftConfig, Mode};
+pub use cost::relative_cost;
 pub use strategy::DraftStrategy;

@@ -13,6 +13,81 @@ use crate::config::{ConfigError, DraftConfig, Mode};
 use crate::drafter::Drafter;
 use crate::expand::{Candidates, Limits};
 
+/// Weight of the past in the averages of a drafted step's tokens and cost.
+const MEMORY: f64 = 0.9;
+/// Steps a drafter that does not pay rests before it drafts again: doubling from the first
+/// to the second each time it still does not pay.
+const RETRY: (usize, usize) = (16, 256);
+
+/// Whether drafting pays, under a cost curve: averages over the drafted steps of their
+/// tokens (accepted drafts and the bonus) and their cost (the target's forward over the tree
+/// and the drafting, in units of a one-node forward), against plain decoding's one token
+/// per unit. A drafter that does not pay rests (the step drafts nothing) and is retried
+/// after a back-off, so drafting costs little where it cannot win.
+#[derive(Clone, Copy, Debug)]
+struct Payoff {
+    tokens: f64,
+    cost: f64,
+    seen: bool,
+    /// This step's cost, until its tokens are known.
+    pending: Option<f64>,
+    idle: usize,
+    retry: usize,
+    rested: usize,
+}
+
+impl Default for Payoff {
+    fn default() -> Self {
+        Self {
+            tokens: 0.0,
+            cost: 0.0,
+            seen: false,
+            pending: None,
+            idle: 0,
+            retry: RETRY.0,
+            rested: 0,
+        }
+    }
+}
+
+impl Payoff {
+    fn pays(&self) -> bool {
+        !self.seen || self.tokens >= self.cost
+    }
+
+    /// Whether this step drafts: yes while drafting pays; otherwise after `retry` steps
+    /// of rest.
+    fn drafts(&mut self) -> bool {
+        if self.pays() {
+            self.retry = RETRY.0;
+            return true;
+        }
+        if self.idle + 1 < self.retry {
+            self.idle += 1;
+            self.rested += 1;
+            return false;
+        }
+        self.idle = 0;
+        self.retry = (self.retry * 2).min(RETRY.1);
+        true
+    }
+
+    fn record(&mut self, tokens: usize) {
+        if let Some(cost) = self.pending.take() {
+            let tokens = tokens as f64;
+            (self.tokens, self.cost) = if self.seen {
+                (
+                    MEMORY * self.tokens + (1.0 - MEMORY) * tokens,
+                    MEMORY * self.cost + (1.0 - MEMORY) * cost,
+                )
+            } else {
+                (tokens, cost)
+            };
+            self.seen = true;
+        }
+    }
+}
+
 /// Running statistics of one sequence.
 #[derive(Clone, Copy, Debug, Default)]
 struct Stats {
@@ -60,6 +135,7 @@ pub struct DraftStrategy<M> {
     picked: Vec<NodeId>,
     scores: Vec<f32>,
     calibration: Calibration,
+    payoff: Payoff,
     vocab_size: usize,
     stats: Stats,
 }
@@ -83,6 +159,7 @@ impl<M: LogitsModel> DraftStrategy<M> {
             picked: Vec::new(),
             scores: Vec::new(),
             calibration: Calibration::default(),
+            payoff: Payoff::default(),
             vocab_size: 0,
             stats: Stats::default(),
         })
@@ -124,6 +201,7 @@ impl<M: LogitsModel> Strategy for DraftStrategy<M> {
         self.vocab_size = vocab_size;
         self.drafter.begin();
         self.calibration = Calibration::default();
+        self.payoff = Payoff::default();
         self.picked.clear();
         self.scores.clear();
         self.stats = Stats::default();
@@ -139,6 +217,9 @@ impl<M: LogitsModel> Strategy for DraftStrategy<M> {
         self.scores.push(1.0);
         let nodes = ctx.max_nodes.min(self.config.max_nodes);
         if ctx.max_depth == 0 || nodes < 2 {
+            return Ok(());
+        }
+        if self.config.cost.is_some() && !self.payoff.drafts() {
             return Ok(());
         }
         let context = &ctx.tokens[..ctx.tokens.len() - 1];
@@ -161,6 +242,9 @@ impl<M: LogitsModel> Strategy for DraftStrategy<M> {
         )?;
         self.candidates
             .cut(nodes, self.config.cost.as_ref(), tree, &mut self.picked)?;
+        if let Some(curve) = &self.config.cost {
+            self.payoff.pending = Some(curve.relative(tree.len()) + self.candidates.spent);
+        }
         self.scores.extend(
             self.picked[1..]
                 .iter()
@@ -178,6 +262,7 @@ impl<M: LogitsModel> Strategy for DraftStrategy<M> {
         let started = Instant::now();
         let path = &feedback.verification.path;
         self.stats.accepted += feedback.verification.accepted();
+        self.payoff.record(feedback.verification.accepted() + 1);
         let tree = feedback.tree;
         if self.picked.len() == tree.len() {
             // Every evaluated child of an accepted node was tested (a composite may have cut
@@ -221,7 +306,8 @@ impl<M: LogitsModel> Strategy for DraftStrategy<M> {
     /// cutting trees, learning); `drafter_forwards`, `drafter_nodes`, `catch_up_nodes`:
     /// drafter forward passes and nodes they evaluated per step (catch-up: context tokens the
     /// drafter had not seen); `draft_nodes`, `draft_depth`: drafted nodes (root excluded) and
-    /// depth per step; `accepted_per_step`; `drafted_steps`: the share of steps with a draft.
+    /// depth per step; `accepted_per_step`; `drafted_steps`: the share of steps with a draft;
+    /// `rested_steps`: the share of steps a drafter that did not pay rested (cost curve only).
     fn metrics(&self) -> Vec<Metric> {
         let (s, d) = (&self.stats, &self.drafter.stats);
         let per_step = |x: f64| {
@@ -241,6 +327,7 @@ impl<M: LogitsModel> Strategy for DraftStrategy<M> {
             Metric::new("draft_depth", per_step(s.depth as f64)),
             Metric::new("accepted_per_step", per_step(s.accepted as f64)),
             Metric::new("drafted_steps", per_step(s.drafted_steps as f64)),
+            Metric::new("rested_steps", per_step(self.payoff.rested as f64)),
         ]
     }
 }
