@@ -144,16 +144,7 @@ impl<M: LogitsModel> Drafter<M> {
             self.committed.clear();
             self.trusted = true;
         }
-        let common = self
-            .committed
-            .iter()
-            .zip(context)
-            .take_while(|(a, b)| a == b)
-            .count();
-        if common < self.committed.len() {
-            self.call(|m| m.truncate(common))?;
-            self.committed.truncate(common);
-        }
+        let common = self.cut_to(context)?;
         self.prefix.clear();
         self.prefix.extend_from_slice(&context[common..]);
         self.prefix_done = 0;
@@ -355,6 +346,12 @@ impl<M: LogitsModel> Drafter<M> {
             self.call(|m| m.commit(&keep))?;
             self.committed.extend(keep.iter().map(|&n| tree.token(n)));
         }
+        self.cut_to(context)?;
+        Ok(())
+    }
+
+    /// Cuts the cache to its longest common prefix with `context`; returns its length.
+    fn cut_to(&mut self, context: &[Token]) -> Result<usize, DecodeError> {
         let common = self
             .committed
             .iter()
@@ -365,7 +362,7 @@ impl<M: LogitsModel> Drafter<M> {
             self.call(|m| m.truncate(common))?;
             self.committed.truncate(common);
         }
-        Ok(())
+        Ok(common)
     }
 }
 
