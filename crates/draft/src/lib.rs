@@ -95,13 +95,14 @@
 //!
 //! The model was not trained to exit early (LayerSkip trains for it), so its first three
 //! layers are poor drafters. tau over the 70 dev cases with chains of `k = 4`: 1.21, 1.27,
-//! 1.31 and 1.99 for `L` = 1 to 4; over the first 12 completion cases, EAGLE-2 trees of 24
-//! nodes reach 1.39, 1.54, 1.63 and 3.22. On a CPU, though, the drafter costs a good share
+//! 1.31 and 1.99 for `L` = 1 to 4; EAGLE-2 trees of 24 nodes reach 2.66 with `L` = 4 (2.96
+//! on completion, 2.45 on edit), and 1.39, 1.54, 1.63 with `L` = 1 to 3 on the first 12
+//! completion cases (3.22 with `L` = 4). On a CPU, though, the drafter costs a good share
 //! of the target (about 0.3 + 0.1 L of a forward by multiply-adds: the output projection
 //! over 8192 tokens is a fifth of the model), and a 2-node target forward costs 1.5 single
 //! ones: no configuration pays. In process CPU time against plain greedy decoding on those
 //! 12 cases (one thread; wall-clock time was too noisy on the shared machine), fixed chains
-//! run at 0.69x to 0.73x and trees at 0.22x to 0.36x. Under a cost curve (`cost=...`) the
+//! run at 0.69x to 0.73x and trees at 0.22x to 0.36x (0.27x for `L` = 4 over the dev set). Under a cost curve (`cost=...`) the
 //! strategy sees that and rests, drafting on 3% of the steps, at 0.86x to 0.98x (what is
 //! left is the drafter's prefill of the prompt and its catch-up after a rest; 0.85x over
 //! the 70 dev cases). Added to the cost-aware composite of reference drafting, it raises tau
