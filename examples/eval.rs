@@ -60,7 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let expected = args.run.expected()?;
     let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
-    let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.run.model);
+    let mut env = SpecEnv::new(model.vocab_size())
+        .with_model_dir(&args.run.model)
+        .with_model(&model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }

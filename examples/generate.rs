@@ -63,7 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .get_ids()
         .to_vec();
 
-    let env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.model);
+    let env = SpecEnv::new(model.vocab_size())
+        .with_model_dir(&args.model)
+        .with_model(&model);
     let factory = spec::parse(&args.strategy, &env)?;
     let strategy = factory.build(&CaseInputs {
         prompt: &prompt,

@@ -146,7 +146,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return batch_curve(&mut batched, &cases[0].prompt_ids);
     }
     let expected = args.run.expected()?;
-    let mut env = SpecEnv::new(batched.config().vocab_size).with_model_dir(&args.run.model);
+    let mut env = SpecEnv::new(batched.config().vocab_size)
+        .with_model_dir(&args.run.model)
+        .with_model(&model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }

@@ -13,11 +13,13 @@
 //! | [`lookahead`] | lookahead decoding (Fu et al., 2024) |
 //! | [`medusa`] | Medusa heads and tree verification (Cai et al., 2024) |
 //! | [`mod@reference`] | inference with reference (LLMA), prompt lookup, suffix-automaton drafting |
+//! | [`draft`] | speculative decoding with a draft model: greedy chains, EAGLE-2 dynamic trees |
 //! | [`llama_cpu`] | a CPU LLaMA implementation of the model contract |
 //!
 //! [`spec`] parses strategy specifications such as `lookahead:w=15,n=5,g=15`.
 
 pub use decoding_core;
+pub use draft;
 pub use jacobi;
 pub use llama_cpu;
 pub use lookahead;

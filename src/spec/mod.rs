@@ -11,10 +11,12 @@ use std::path::Path;
 use decoding_core::{CostCurve, Strategy, Token};
 
 mod composite;
+mod draft;
 
 pub use composite::{
     COMPOSITE_SOURCES, COMPOSITE_SOURCES_COST_AWARE, COMPOSITE_SOURCES_WITH_HEADS,
 };
+pub use draft::DRAFT_LAYERS;
 
 /// A malformed or unknown specification.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +58,20 @@ pub const KNOWN: &[&str] = &[
     "lookahead",
     "reference",
     "medusa",
+    "draft",
     "composite",
 ];
 
-/// What a factory may use when it is built: the model's vocabulary, directory and measured
-/// cost curve.
+/// What a factory may use when it is built: the model's vocabulary, directory, the model
+/// itself and its measured cost curve.
 #[derive(Clone, Copy, Debug)]
 pub struct SpecEnv<'a> {
     /// The model's vocabulary size.
     pub vocab_size: usize,
     /// The model's directory (config, weights, optional Medusa heads), if any.
     pub model_dir: Option<&'a Path>,
+    /// The model, if any: `draft` drafts with its first layers, sharing its weights.
+    pub model: Option<&'a llama_cpu::Llama>,
     /// The model's forward cost by tree size, if measured ([`CostCurve::measure`]): what
     /// `cost=auto` means, and what plain `composite` sizes its trees by.
     pub cost_curve: Option<&'a CostCurve>,
@@ -78,7 +83,16 @@ impl<'a> SpecEnv<'a> {
         Self {
             vocab_size,
             model_dir: None,
+            model: None,
             cost_curve: None,
+        }
+    }
+
+    /// With the model (whose weights `draft` shares).
+    pub fn with_model(self, model: &'a llama_cpu::Llama) -> Self {
+        Self {
+            model: Some(model),
+            ..self
         }
     }
 
@@ -199,7 +213,8 @@ impl SpecOptions {
     }
 }
 
-/// Parses a specification into a factory.
+/// Parses a specification into a factory. `draft` is documented in `spec/draft.rs`
+/// (`draft[:layers=L,mode=chain|tree,k=K,...]`).
 pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, SpecError> {
     let (name, options) = SpecOptions::split(spec)?;
     match name.as_str() {
@@ -211,6 +226,7 @@ pub fn parse(spec: &str, env: &SpecEnv<'_>) -> Result<Box<dyn StrategyFactory>, 
         "lookahead" => Ok(Box::new(LookaheadFactory::parse(options)?)),
         "reference" => Ok(Box::new(ReferenceFactory::parse(options, env)?)),
         "medusa" => Ok(Box::new(MedusaFactory::parse(options, env)?)),
+        "draft" => Ok(Box::new(draft::DraftFactory::parse(options, env)?)),
         "composite" => Ok(Box::new(composite::CompositeFactory::parse(options, env)?)),
         _ => Err(SpecError::UnknownStrategy(name)),
     }
@@ -810,6 +826,63 @@ mod tests {
         }
         let wrong_vocab = SpecEnv::new(100).with_model_dir(dir);
         assert!(parse("medusa", &wrong_vocab).is_err());
+    }
+
+    #[test]
+    fn draft_specs() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/pycoder-16m"));
+        assert!(matches!(
+            parse("draft", &SpecEnv::new(8192)),
+            Err(SpecError::Unavailable(_))
+        ));
+        if !dir.join("model.safetensors").exists() {
+            return;
+        }
+        let model = llama_cpu::Llama::load(dir).unwrap();
+        let env = SpecEnv::new(8192).with_model(&model);
+        let describe = |spec: &str| parse(spec, &env).map(|f| f.describe());
+        let chain = describe("draft").unwrap();
+        assert_eq!(
+            chain,
+            format!("draft:layers={DRAFT_LAYERS},mode=chain,k=4,width=1,nodes=64,min_prob=0")
+        );
+        assert_eq!(describe(&chain).unwrap(), chain);
+        let tree = describe("draft:mode=tree,layers=3,k=6").unwrap();
+        assert_eq!(
+            tree,
+            "draft:layers=3,mode=tree,k=6,width=4,nodes=24,min_prob=0"
+        );
+        let costed = describe("draft:cost=1:1/2:1.5/8:3.5,dcost=0.25").unwrap();
+        assert!(
+            costed.ends_with(",cost=1:1/2:1.5/8:3.5,dcost=0.25"),
+            "{costed}"
+        );
+        assert_eq!(describe(&costed).unwrap(), costed);
+        for bad in [
+            "draft:layers=0",
+            "draft:layers=9",
+            "draft:mode=bush",
+            "draft:k=0",
+            "draft:width=3",
+            "draft:dcost=0.3",
+            "draft:cost=auto",
+            "draft:depth=2",
+        ] {
+            assert!(describe(bad).is_err(), "{bad}");
+        }
+        let composite = describe("composite:sources=reference+draft:layers=1;k=2").unwrap();
+        assert!(
+            composite.contains("+draft:layers=1;mode=chain;k=2;"),
+            "{composite}"
+        );
+        let strategy = parse("draft:mode=tree", &env)
+            .unwrap()
+            .build(&CaseInputs {
+                prompt: &[1, 2, 3],
+                references: &[],
+            })
+            .unwrap();
+        assert_eq!(strategy.name(), "draft");
     }
 
     #[test]

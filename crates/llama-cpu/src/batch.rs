@@ -42,6 +42,8 @@ use crate::sequence::{self, Sequence};
 #[derive(Clone, Debug)]
 pub struct BatchLlama {
     net: Arc<Net>,
+    /// The blocks run: all of them, or the first few of an early-exit view.
+    layers: usize,
     threads: usize,
     min_work: usize,
     sequences: BTreeMap<SeqId, Sequence>,
@@ -49,9 +51,10 @@ pub struct BatchLlama {
 }
 
 impl BatchLlama {
-    pub(crate) fn new(net: Arc<Net>, threads: usize, min_work: usize) -> Self {
+    pub(crate) fn new(net: Arc<Net>, layers: usize, threads: usize, min_work: usize) -> Self {
         Self {
             net,
+            layers,
             threads,
             min_work,
             sequences: BTreeMap::new(),
@@ -112,7 +115,8 @@ impl BatchLogitsModel for BatchLlama {
     fn add_sequence(&mut self) -> Result<SeqId, ModelError> {
         let seq = SeqId(self.next);
         self.next += 1;
-        self.sequences.insert(seq, Sequence::new(&self.net));
+        self.sequences
+            .insert(seq, Sequence::new(&self.net, self.layers));
         Ok(seq)
     }
 
@@ -143,7 +147,14 @@ impl BatchLogitsModel for BatchLlama {
             };
             batch.push((sequence, tree));
         }
-        sequence::forward(&self.net, self.threads, self.min_work, batch, logits)
+        sequence::forward(
+            &self.net,
+            self.layers,
+            self.threads,
+            self.min_work,
+            batch,
+            logits,
+        )
     }
 
     fn commit(&mut self, seq: SeqId, path: &[NodeId]) -> Result<(), ModelError> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// An error while reading a configuration or a checkpoint.
+/// An error while reading a configuration or a checkpoint, or making a view of a model.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
@@ -33,6 +33,14 @@ pub enum LoadError {
         expected: Vec<usize>,
         /// The shape in the file.
         actual: Vec<usize>,
+    },
+    /// An early exit after a number of layers the model does not have.
+    #[error("an early exit needs 1 to {available} layers (the model's), got {layers}")]
+    Layers {
+        /// The layers asked for.
+        layers: usize,
+        /// The model's layers.
+        available: usize,
     },
     /// A tensor stored in a type other than f32, f16 or bf16.
     #[error("tensor `{name}` has dtype {dtype}; only f32, f16 and bf16 are supported")]

@@ -97,6 +97,14 @@
 //! spends 16 of every 18 slots on FMAs (89%), the 8-row ones 80%, the f32 ones of
 //! attention all of them; a single row is limited by memory.
 //!
+//! ## Early exit
+//!
+//! [`Llama::early_exit`] gives a model that runs only the first `L` blocks, then the final
+//! norm and the (tied) output projection: a drafter made of the target's own weights
+//! (shared, not copied), for self-speculative decoding (LayerSkip; Draft & Verify). It has
+//! its own cache, holding `L` layers, and is an ordinary [`LogitsModel`]: a node's logits
+//! are a function of its path alone, bit for bit, as for the whole model.
+//!
 //! ## The architecture and its notation
 //!
 //! LLaMA (Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models") with
@@ -123,6 +131,7 @@
 //! configuration as a [`LoadError`].
 //!
 //! [`TokenTree`]: decoding_core::TokenTree
+//! [`LogitsModel`]: decoding_core::LogitsModel
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;

@@ -18,10 +18,13 @@ use crate::sequence::{self, Sequence};
 /// Every node's logits are a function of its path alone, bit for bit: they do not depend on
 /// the other nodes of the tree, on how the cache was filled, or on the thread count (see the
 /// crate docs). Clones share the weights; [`batch`](Self::batch) serves many sequences
-/// with them.
+/// with them, and [`early_exit`](Self::early_exit) makes a cheaper model of their first
+/// layers (a drafter for self-speculative decoding).
 #[derive(Clone, Debug)]
 pub struct Llama {
     net: Arc<Net>,
+    /// The blocks run: `num_hidden_layers`, or fewer for an early-exit view.
+    layers: usize,
     threads: usize,
     min_work: usize,
     sequence: Sequence,
@@ -48,8 +51,10 @@ impl Llama {
     /// Builds the model from a configuration and the bytes of a safetensors checkpoint.
     pub fn from_safetensors(config: LlamaConfig, checkpoint: &[u8]) -> Result<Self, LoadError> {
         let net = Net::from_safetensors(config, checkpoint)?;
+        let layers = net.config.num_hidden_layers;
         Ok(Self {
-            sequence: Sequence::new(&net),
+            sequence: Sequence::new(&net, layers),
+            layers,
             net: Arc::new(net),
             threads: 1,
             min_work: MIN_WORK_PER_THREAD,
@@ -76,15 +81,55 @@ impl Llama {
         self.threads
     }
 
-    /// The configuration.
+    /// The configuration (of the whole checkpoint: an early-exit view runs
+    /// [`layers`](Self::layers) of its `num_hidden_layers`).
     pub fn config(&self) -> &LlamaConfig {
         &self.net.config
     }
 
-    /// A batched model with no sequences yet, sharing these weights (no copy) and thread
-    /// settings.
+    /// The transformer blocks a forward pass runs.
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// The model that runs only the first `layers` blocks, then the final norm and the
+    /// output projection: the early exit that self-speculative decoding drafts with
+    /// (LayerSkip, Elhoushi et al., 2024; Draft & Verify, Zhang et al., 2024, who skip
+    /// layers). It shares these weights (no copy) and thread settings, and starts with an
+    /// empty cache of its own; `layers` must be 1 to `num_hidden_layers`.
+    ///
+    /// ```
+    /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/pycoder-16m");
+    /// # if !std::path::Path::new(dir).exists() { return Ok(()); }
+    /// let target = llama_cpu::Llama::load(dir)?;
+    /// let drafter = target.early_exit(2)?;
+    /// assert_eq!((drafter.layers(), target.layers()), (2, 8));
+    /// assert!(target.early_exit(9).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn early_exit(&self, layers: usize) -> Result<Self, LoadError> {
+        let available = self.net.config.num_hidden_layers;
+        if !(1..=available).contains(&layers) {
+            return Err(LoadError::Layers { layers, available });
+        }
+        Ok(Self {
+            net: Arc::clone(&self.net),
+            layers,
+            threads: self.threads,
+            min_work: self.min_work,
+            sequence: Sequence::new(&self.net, layers),
+        })
+    }
+
+    /// A batched model with no sequences yet, sharing these weights (no copy), thread
+    /// settings and layers.
     pub fn batch(&self) -> BatchLlama {
-        BatchLlama::new(Arc::clone(&self.net), self.threads, self.min_work)
+        BatchLlama::new(
+            Arc::clone(&self.net),
+            self.layers,
+            self.threads,
+            self.min_work,
+        )
     }
 }
 
@@ -103,7 +148,14 @@ impl LogitsModel for Llama {
         logits: ArrayViewMut2<'_, f32>,
     ) -> Result<(), ModelError> {
         let items = vec![(&mut self.sequence, tree)];
-        sequence::forward(&self.net, self.threads, self.min_work, items, logits)
+        sequence::forward(
+            &self.net,
+            self.layers,
+            self.threads,
+            self.min_work,
+            items,
+            logits,
+        )
     }
 
     fn commit(&mut self, path: &[NodeId]) -> Result<(), ModelError> {

@@ -111,23 +111,25 @@ impl Net {
         })
     }
 
-    /// Empty caches for one sequence, one per layer.
-    pub(crate) fn new_caches(&self) -> Vec<LayerCache> {
+    /// Empty caches for one sequence of a model running the first `layers` blocks, one per
+    /// layer.
+    pub(crate) fn new_caches(&self, layers: usize) -> Vec<LayerCache> {
         let width = self.config.kv_heads() * self.config.head_width();
-        (0..self.blocks.len())
-            .map(|_| LayerCache::new(width))
-            .collect()
+        (0..layers).map(|_| LayerCache::new(width)).collect()
     }
 
-    /// Evaluates the trees of `slots` in one pass, their nodes stacked in slot order, on
+    /// Evaluates the trees of `slots` in one pass through the first `layers` blocks (then
+    /// the final norm and the output projection), their nodes stacked in slot order, on
     /// `threads` threads that each take at least `min_work` multiply-adds: writes the logits
     /// of the nodes that ask for them into `logits` (rows stacked the same way: each tree's
     /// [`TokenTree::logits_row`]s, slot after slot) and returns those nodes' final hidden
-    /// states, stacked likewise. The caller has checked the trees and the shape of `logits`.
+    /// states, stacked likewise. The caller has checked the trees and the shape of `logits`,
+    /// and each slot holds `layers` caches.
     pub(crate) fn forward<'a>(
         &'a self,
         threads: usize,
         min_work: usize,
+        layers: usize,
         slots: Vec<Slot<'a>>,
         mut logits: ArrayViewMut2<'_, f32>,
     ) -> Array2<f32> {
@@ -151,7 +153,7 @@ impl Net {
         }
         let hidden = std::thread::scope(|scope| {
             let team = Team::start(scope, threads.max(1) - 1, min_work);
-            let x = self.layers(&team, caches, Arc::new(parts));
+            let x = self.layers(&team, layers, caches, Arc::new(parts));
             let hidden = Arc::new(self.norm_rows(&x.select(Axis(0), &picked), &self.norm));
             logits.assign(&project(&team, &hidden, &self.output));
             hidden
@@ -159,11 +161,12 @@ impl Net {
         Arc::unwrap_or_clone(hidden)
     }
 
-    /// The residual stream after all layers for every node of `parts`, whose keys and values
-    /// are appended to their sequence's `caches` after its committed rows.
+    /// The residual stream after the first `layers` blocks for every node of `parts`, whose
+    /// keys and values are appended to their sequence's `caches` after its committed rows.
     fn layers<'env>(
         &'env self,
         team: &Team<'env>,
+        layers: usize,
         caches: Vec<&'env mut [LayerCache]>,
         parts: Arc<Vec<Part<'env>>>,
     ) -> Array2<f32> {
@@ -175,14 +178,15 @@ impl Net {
         }
         // The caches of each layer, sequence by sequence.
         let mut by_layer: Vec<Vec<&'env mut LayerCache>> =
-            self.blocks.iter().map(|_| Vec::new()).collect();
+            (0..layers).map(|_| Vec::new()).collect();
         for (sequence, part) in caches.into_iter().zip(parts.iter()) {
+            debug_assert_eq!(sequence.len(), layers);
             for (layer, cache) in by_layer.iter_mut().zip(sequence) {
                 cache.truncate(part.committed);
                 layer.push(cache);
             }
         }
-        for (block, caches) in self.blocks.iter().zip(by_layer) {
+        for (block, caches) in self.blocks[..layers].iter().zip(by_layer) {
             self.block(team, block, caches, &parts, &mut x);
         }
         x

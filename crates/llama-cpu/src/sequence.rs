@@ -23,10 +23,10 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
-    /// An empty sequence.
-    pub(crate) fn new(net: &Net) -> Self {
+    /// An empty sequence of a model running the first `layers` blocks of `net`.
+    pub(crate) fn new(net: &Net, layers: usize) -> Self {
         Self {
-            caches: net.new_caches(),
+            caches: net.new_caches(layers),
             committed: 0,
             uncommitted: None,
             hidden: Array2::zeros((0, net.config.hidden_size)),
@@ -112,10 +112,12 @@ impl Sequence {
 }
 
 /// Evaluates each sequence's tree on top of its committed context in one forward pass of
-/// `net` ([`Net::forward`]), the logits rows stacked in `items` order. Everything is checked
-/// first, so an error leaves every sequence as it was.
+/// `net` through its first `layers` blocks ([`Net::forward`]; every sequence was made for
+/// that many), the logits rows stacked in `items` order. Everything is checked first, so an
+/// error leaves every sequence as it was.
 pub(crate) fn forward(
     net: &Net,
+    layers: usize,
     threads: usize,
     min_work: usize,
     mut items: Vec<(&mut Sequence, &TokenTree)>,
@@ -146,7 +148,7 @@ pub(crate) fn forward(
             }
         })
         .collect();
-    let hidden = net.forward(threads, min_work, slots, logits);
+    let hidden = net.forward(threads, min_work, layers, slots, logits);
     let mut first = 0;
     for (sequence, tree) in items {
         let rows = tree.logits_rows();
