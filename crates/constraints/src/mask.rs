@@ -61,6 +61,10 @@ impl TokenMask {
             if word == u64::MAX {
                 continue;
             }
+            if word == 0 {
+                chunk.fill(f32::NEG_INFINITY);
+                continue;
+            }
             for (bit, x) in chunk.iter_mut().enumerate() {
                 if word >> bit & 1 == 0 {
                     *x = f32::NEG_INFINITY;

@@ -75,7 +75,7 @@ pub enum RegexError {
         pattern: String,
         /// Why.
         #[source]
-        source: dense::BuildError,
+        source: Box<dense::BuildError>,
     },
     /// The pattern's automaton exceeds [`RegexOptions::size_limit`].
     #[error("the regular expression {pattern:?} needs an automaton larger than {limit} bytes")]
@@ -86,7 +86,7 @@ pub enum RegexError {
         limit: usize,
         /// Which limit.
         #[source]
-        source: dense::BuildError,
+        source: Box<dense::BuildError>,
     },
     /// The automaton has no anchored start state.
     #[error("the regular expression's automaton cannot start an anchored match")]
@@ -167,6 +167,26 @@ impl RegexConstraint {
         eos_tokens: impl IntoIterator<Item = Token>,
     ) -> Result<Self, RegexError> {
         Self::with_options(pattern, tokens, eos_tokens, RegexOptions::default())
+    }
+
+    /// The text must be exactly one of `choices` (taken literally, not as patterns); no
+    /// choices allow nothing.
+    pub fn one_of<S: AsRef<str>>(
+        choices: impl IntoIterator<Item = S>,
+        tokens: Arc<TokenBytes>,
+        eos_tokens: impl IntoIterator<Item = Token>,
+    ) -> Result<Self, RegexError> {
+        let alternatives: Vec<String> = choices
+            .into_iter()
+            .map(|c| regex_syntax::escape(c.as_ref()))
+            .collect();
+        let pattern = if alternatives.is_empty() {
+            // The empty class: no text matches.
+            r"[^\x00-\x{10FFFF}]".to_string()
+        } else {
+            alternatives.join("|")
+        };
+        Self::new(&pattern, tokens, eos_tokens)
     }
 
     /// Like [`new`](Self::new), with explicit limits.
@@ -489,12 +509,12 @@ fn build_dfa(pattern: &str, limit: usize) -> Result<dense::DFA<Vec<u32>>, RegexE
                 RegexError::TooLarge {
                     pattern: pattern.to_string(),
                     limit,
-                    source,
+                    source: Box::new(source),
                 }
             } else {
                 RegexError::Pattern {
                     pattern: pattern.to_string(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         })

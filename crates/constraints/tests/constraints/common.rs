@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use decoding_constraints::{RegexConstraint, TokenBytes};
-use decoding_core::{DecodeError, DraftContext, SourceSet, StepFeedback, Strategy, Token, TokenTree};
+use decoding_core::{
+    DecodeError, DraftContext, SourceSet, StepFeedback, Strategy, Token, TokenTree,
+};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -97,7 +99,10 @@ pub(crate) fn obeys(pattern: &Pattern, generated: &[Token]) -> Result<(), String
         return Err(format!("{generated:?}: text after the eos"));
     }
     let text = vocab.decode(body).ok_or("token outside the vocabulary")?;
-    if body.iter().any(|&t| vocab.get(t).is_some_and(<[u8]>::is_empty)) {
+    if body
+        .iter()
+        .any(|&t| vocab.get(t).is_some_and(<[u8]>::is_empty))
+    {
         return Err(format!("{generated:?}: a token with no bytes"));
     }
     let ok = if ended {
@@ -227,7 +232,12 @@ pub(crate) fn dev_cases() -> Vec<Case> {
         .map(|case| Case {
             id: case["id"].as_str().unwrap().to_string(),
             prompt: ids(&case["prompt_ids"]),
-            references: case["references"].as_array().unwrap().iter().map(ids).collect(),
+            references: case["references"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(ids)
+                .collect(),
         })
         .collect()
 }

@@ -21,10 +21,16 @@ use crate::common::{EOS, Oracle, PATTERNS, RandomDrafts, constraint, obeys};
 const VOCAB: usize = 7;
 const PROMPT: [Token; 3] = [1, 2, 1];
 
+/// Makes a fresh strategy for each run.
+type MakeStrategy = Box<dyn Fn() -> Box<dyn Strategy>>;
+
 /// The strategies compared with plain decoding: random trees, lookahead and prompt lookup.
-fn strategies(seed: u64) -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn Strategy>>)> {
+fn strategies(seed: u64) -> Vec<(&'static str, MakeStrategy)> {
     vec![
-        ("random", Box::new(move || Box::new(RandomDrafts::new(seed, 8)))),
+        (
+            "random",
+            Box::new(move || Box::new(RandomDrafts::new(seed, 8))),
+        ),
         (
             "lookahead",
             Box::new(|| Box::new(Lookahead::new(LookaheadConfig::new(2, 3, 2).unwrap()))),
@@ -33,7 +39,9 @@ fn strategies(seed: u64) -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn Strategy>
             "prompt lookup",
             Box::new(|| {
                 let config = ReferenceConfig::prompt_lookup();
-                Box::new(ReferenceStrategy::with_documents(config, Vec::<Vec<Token>>::new()).unwrap())
+                Box::new(
+                    ReferenceStrategy::with_documents(config, Vec::<Vec<Token>>::new()).unwrap(),
+                )
             }),
         ),
     ]
@@ -59,7 +67,11 @@ fn distribution(
 }
 
 fn sampling_strategy() -> impl proptest::strategy::Strategy<Value = Sampling> {
-    (0.5f32..1.5, prop::option::of(2usize..5), prop::option::of(0.5f32..1.0))
+    (
+        0.5f32..1.5,
+        prop::option::of(2usize..5),
+        prop::option::of(0.5f32..1.0),
+    )
         .prop_map(|(t, k, p)| Sampling::new(t, k, p).unwrap())
 }
 

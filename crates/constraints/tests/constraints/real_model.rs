@@ -50,6 +50,7 @@ fn constrained_greedy_on_pycoder_is_lossless_and_matches() {
         };
         let text = tokens.decode(body).unwrap();
         let shown = String::from_utf8_lossy(&text);
+        eprintln!("{}, {pattern:?}: {plain:?} {shown:?}", case.id);
         if ended {
             assert!(constraint.is_match(&text), "{pattern}: {shown:?}");
         } else {

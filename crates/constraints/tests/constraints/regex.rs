@@ -111,7 +111,10 @@ fn a_refused_token_leaves_the_state_as_it_was() {
     let mut state = c.start_state(7).unwrap();
     state.advance(1).unwrap(); // "a"
     let err = state.advance(6).unwrap_err(); // "c"
-    assert!(matches!(err, ConstraintError::NotAllowed { token: 6 }), "{err}");
+    assert!(
+        matches!(err, ConstraintError::NotAllowed { token: 6 }),
+        "{err}"
+    );
     assert!(!state.allows(4), "a token with no bytes is never allowed");
     assert!(state.is_complete() && !state.is_ended());
     state.advance(EOS).unwrap();
@@ -141,7 +144,10 @@ fn masks_are_computed_once_per_state_and_shared_by_forks() {
     state.mask(&mut logits).unwrap();
     let stats = c.cache_stats();
     // The start state, "a", and "aa" (the DFA may tell the start from "aa").
-    assert!(stats.misses <= 3 && stats.cached as u64 == stats.misses, "{stats:?}");
+    assert!(
+        stats.misses <= 3 && stats.cached as u64 == stats.misses,
+        "{stats:?}"
+    );
     assert_eq!(stats.hits + stats.misses, 10, "{stats:?}");
     c.clear_cache();
     assert_eq!(c.cache_stats().cached, 0);
@@ -150,8 +156,7 @@ fn masks_are_computed_once_per_state_and_shared_by_forks() {
 #[test]
 fn a_full_cache_evicts_and_stays_correct() {
     let options = RegexOptions::default().with_cache_bytes(1);
-    let c =
-        RegexConstraint::with_options(PATTERNS[2].regex, tiny_vocab(), [EOS], options).unwrap();
+    let c = RegexConstraint::with_options(PATTERNS[2].regex, tiny_vocab(), [EOS], options).unwrap();
     let walk = |c: &RegexConstraint| {
         let mut state = c.start_state(7).unwrap();
         let mut masks = Vec::new();
@@ -179,7 +184,10 @@ fn the_decoder_reports_a_dead_end() {
     let mut rng = <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0);
     let err = generate(&mut model, Plain, &[1], &config, &mut rng).unwrap_err();
     assert!(
-        matches!(err, DecodeError::Constraint(ConstraintError::NothingAllowed)),
+        matches!(
+            err,
+            DecodeError::Constraint(ConstraintError::NothingAllowed)
+        ),
         "{err}"
     );
 }
@@ -225,16 +233,29 @@ fn bad_patterns_and_eos_are_clear_errors() {
     assert!(matches!(err, RegexError::Pattern { .. }), "{err}");
     RegexConstraint::new(r"(?-u:\b)ab", vocab.clone(), [EOS]).unwrap();
     let small = RegexOptions::default().with_size_limit(20_000);
-    let err = RegexConstraint::with_options("[a-c]{4000}", vocab.clone(), [EOS], small).unwrap_err();
-    assert!(matches!(err, RegexError::TooLarge { limit: 20_000, .. }), "{err}");
+    let err =
+        RegexConstraint::with_options("[a-c]{4000}", vocab.clone(), [EOS], small).unwrap_err();
+    assert!(
+        matches!(err, RegexError::TooLarge { limit: 20_000, .. }),
+        "{err}"
+    );
     let err = RegexConstraint::with_options(r"\w{40}", vocab.clone(), [EOS], small).unwrap_err();
     assert!(matches!(err, RegexError::TooLarge { .. }), "{err}");
     let err = RegexConstraint::new("a", vocab.clone(), [7]).unwrap_err();
     assert!(
-        matches!(err, RegexError::EosOutOfVocab { token: 7, vocab_size: 7 }),
+        matches!(
+            err,
+            RegexError::EosOutOfVocab {
+                token: 7,
+                vocab_size: 7
+            }
+        ),
         "{err}"
     );
-    assert_eq!(err.to_string(), "eos token 7 is outside the vocabulary of 7 tokens");
+    assert_eq!(
+        err.to_string(),
+        "eos token 7 is outside the vocabulary of 7 tokens"
+    );
 }
 
 #[test]
@@ -248,4 +269,28 @@ fn an_eos_with_bytes_counts_as_an_eos_only() {
     assert!(state.is_ended());
     let c = RegexConstraint::new("a+", tiny_vocab(), [6]).unwrap();
     assert!(!c.start_state(7).unwrap().allows(6));
+}
+
+#[test]
+fn one_of_takes_its_choices_literally() {
+    let vocab = Arc::new(TokenBytes::new([
+        "", "yes", "no", "y", "es", "n", "o", ".", "maybe",
+    ]));
+    let c = RegexConstraint::one_of(["yes", "no", "y.es"], vocab.clone(), [0]).unwrap();
+    let mut state = c.start_state(9).unwrap();
+    let allowed = |s: &mut decoding_constraints::RegexState| -> Vec<Token> {
+        (0..9).filter(|&t| s.allows(t)).collect()
+    };
+    assert_eq!(allowed(&mut state), [1, 2, 3, 5]);
+    state.advance(3).unwrap(); // "y"
+    // "o" would be allowed if "." were a pattern.
+    assert_eq!(allowed(&mut state), [4, 7]);
+    assert!(c.is_match(b"y.es") && !c.is_match(b"yxes") && !c.is_match(b"maybe"));
+    let none = RegexConstraint::one_of(Vec::<String>::new(), vocab, [0]).unwrap();
+    let err = none
+        .start_state(9)
+        .unwrap()
+        .mask(&mut [0.0; 9])
+        .unwrap_err();
+    assert!(matches!(err, ConstraintError::NothingAllowed), "{err}");
 }

@@ -58,7 +58,10 @@ fn a_failed_step_restores_the_constraint() {
     let err = decoder
         .advance(bad.view(), &mut NoExtras, &mut rng())
         .unwrap_err();
-    assert!(matches!(err, DecodeError::InvalidLogits { row: 2, .. }), "{err}");
+    assert!(
+        matches!(err, DecodeError::InvalidLogits { row: 2, .. }),
+        "{err}"
+    );
     assert_eq!(decoder.generated(), [] as [Token; 0]);
     let retried = decoder
         .advance(good.view(), &mut NoExtras, &mut rng())
@@ -73,7 +76,16 @@ fn forbidden_drafts_are_never_accepted() {
     let tree = TokenTree::from_parents(&[2, 2], &[None, Some(0)], None).unwrap();
     let logits: Array2<f32> = array![[0.0, 1.0, 9.0], [0.0, 1.0, 9.0]];
     let config = DecodeConfig::new(4).with_eos([0]).with_constraint(ab());
-    let step = verify_step(&mut Plain, &tree, logits.view(), &config, &[2], 1, &mut rng()).unwrap();
+    let step = verify_step(
+        &mut Plain,
+        &tree,
+        logits.view(),
+        &config,
+        &[2],
+        1,
+        &mut rng(),
+    )
+    .unwrap();
     assert_eq!((step.verification.path, step.emitted), (vec![0], vec![1]));
 
     let sampled = config.with_sampling(Sampling::new(1.0, None, None).unwrap());

@@ -27,7 +27,16 @@ fn reads_byte_level_vocabularies() {
     let tokens = TokenBytes::from_tokenizer_json(&json).unwrap();
     assert_eq!(tokens.len(), 8);
     let bytes: Vec<&[u8]> = tokens.iter().collect();
-    let expected: [&[u8]; 8] = [b"", b"a", b" b", b"\n\t ", b"", b"<tab>", b"", "é".as_bytes()];
+    let expected: [&[u8]; 8] = [
+        b"",
+        b"a",
+        b" b",
+        b"\n\t ",
+        b"",
+        b"<tab>",
+        b"",
+        "é".as_bytes(),
+    ];
     assert_eq!(bytes, expected);
 }
 
