@@ -1,7 +1,7 @@
-//! What a regex constraint costs on pycoder-16m's 8,192-token byte-level vocabulary: building
-//! the DFA, a mask the first time its state is seen (cold: one pass over the vocabulary's
-//! prefix tree) and afterwards (cached: a lookup and writing `-inf` into the row), a fork and
-//! an advance.
+//! What a regex constraint costs on pycoder-16m's 8,192-token byte-level vocabulary: reading
+//! the vocabulary and building its prefix tree (once per vocabulary), building the DFA, a mask
+//! the first time its state is seen (cold: one pass over the vocabulary's prefix tree) and
+//! afterwards (cached: a lookup and writing `-inf` into the row), a fork and an advance.
 //!
 //! Cold and cached masks are of the same state (after each pattern's prefix); the
 //! cold one empties the cache first.
@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use decoding_constraints::{RegexConstraint, TokenBytes};
 use decoding_core::ConstraintState;
 
-const PATTERNS: [(&str, &str); 4] = [
+const PATTERNS: [(&str, &str); 5] = [
     ("numbers", "[0-9]+(, [0-9]+)*"),
     (
         "identifiers",
@@ -29,14 +29,16 @@ const PATTERNS: [(&str, &str); 4] = [
         r#"\{"name": "[^"\\]*", "age": [0-9]{1,3}, "tags": \[("[a-z]+"(, "[a-z]+")*)?\]\}"#,
     ),
     ("any line", r"[^\n]*\n"),
+    ("unicode words", r"\w+(, \w+)*"),
 ];
 
 /// Text that each pattern accepts as a prefix, to walk into a state past the start.
-const PREFIXES: [&str; 4] = [
+const PREFIXES: [&str; 5] = [
     "12, 3",
     "alpha, be",
     r#"{"name": "Ada", "age": 3"#,
     "    return x",
+    "naïve, wo",
 ];
 
 fn masks(c: &mut Criterion) {
@@ -46,6 +48,22 @@ fn masks(c: &mut Criterion) {
     );
     let tokens = Arc::new(TokenBytes::from_tokenizer_file(path).unwrap());
     let vocab = tokens.len();
+    let mut group = c.benchmark_group("vocabulary");
+    group.sample_size(10);
+    group.bench_function("read tokenizer.json", |b| {
+        b.iter(|| TokenBytes::from_tokenizer_file(black_box(path)).unwrap())
+    });
+    // A fresh vocabulary's first constraint builds its prefix tree.
+    group.bench_function("prefix tree and a one-byte pattern", |b| {
+        b.iter(|| {
+            let fresh = Arc::new(TokenBytes::new(tokens.iter()));
+            RegexConstraint::new("a", fresh, [0]).unwrap()
+        })
+    });
+    group.bench_function("a one-byte pattern", |b| {
+        b.iter(|| RegexConstraint::new("a", tokens.clone(), [0]).unwrap())
+    });
+    group.finish();
     let mut group = c.benchmark_group("regex");
     group.sample_size(20);
     for ((name, pattern), prefix) in PATTERNS.iter().zip(PREFIXES) {

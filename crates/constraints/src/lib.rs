@@ -92,10 +92,25 @@
 //! --bench masks`, 2-core CPU shared with other jobs, criterion medians; the state is the one
 //! after a short prefix of each pattern):
 //!
-//! COST_TABLE
+//! | pattern | DFA | build | allowed | cold mask | cached mask | fork + advance |
+//! | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+//! | `[0-9]+(, [0-9]+)*` | 420 B | 54 us | 152 | 14 us | 5.9 us | 0.13 us |
+//! | `[A-Za-z_][A-Za-z0-9_]*(, [A-Za-z_][A-Za-z0-9_]*)*\n` | 640 B | 68 us | 4,638 | 151 us | 5.2 us | 0.12 us |
+//! | a JSON object of three fields (in the bench) | 13.9 kB | 617 us | 111 | 7.0 us | 4.3 us | 0.12 us |
+//! | `[^\n]*\n` | 1.6 kB | 105 us | 8,113 | 295 us | 0.56 us | 0.11 us |
+//! | `\w+(, \w+)*` (Unicode) | 359 kB | 20 ms | 4,691 | 192 us | 3.5 us | 0.07 us |
 //!
-//! A cached mask costs a few microseconds, far below a forward pass of even this 16M model
-//! (milliseconds); a cold mask is paid once per DFA state.
+//! "allowed": tokens the measured state allows, of 8,192. Once per vocabulary: reading
+//! `tokenizer.json` takes 8.5 ms and building its prefix tree 2.6 ms (done by the first
+//! constraint over a [`TokenBytes`]).
+//!
+//! A cached mask costs a few microseconds, mostly writing `-inf` into the 8,192-entry row,
+//! far below a forward pass of even this 16M model (milliseconds); a cold mask is paid once
+//! per DFA state, and costs with the number of allowed tokens (the prefix tree is pruned
+//! at the first refused byte). The DFA is determinised up front: under a millisecond for
+//! the ASCII patterns, 20 ms for Unicode `\w`. A pattern whose DFA would exceed
+//! [`RegexOptions::with_size_limit`] is an error ([`RegexError::TooLarge`]); a lazy DFA
+//! would take such patterns at the price of slower cold masks, and is not implemented.
 
 mod mask;
 mod regex;

@@ -210,6 +210,8 @@ impl RegexConstraint {
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .map_err(RegexError::Start)?;
         let flags = state_flags(&dfa, start)?;
+        // Built now, once per vocabulary, rather than inside the first step's mask.
+        tokens.trie();
         let mut ended = TokenMask::new(tokens.len());
         for &t in &eos {
             ended.insert(t);
@@ -536,9 +538,9 @@ fn state_flags(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> Result<Vec<u8>, Re
     let mut flags: Vec<u8> = Vec::new();
     let mut seen: Vec<bool> = Vec::new();
     // Edges into each reachable state, by index.
-    let mut into: Vec<Vec<usize>> = Vec::new();
+    let mut into: Vec<Vec<u32>> = Vec::new();
     let mut queue = VecDeque::from([start]);
-    let grow = |v: &mut Vec<bool>, into: &mut Vec<Vec<usize>>, flags: &mut Vec<u8>, i: usize| {
+    let grow = |v: &mut Vec<bool>, into: &mut Vec<Vec<u32>>, flags: &mut Vec<u8>, i: usize| {
         if v.len() <= i {
             v.resize(i + 1, false);
             into.resize(i + 1, Vec::new());
@@ -564,7 +566,7 @@ fn state_flags(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> Result<Vec<u8>, Re
             let next = dfa.next_state(state, byte);
             let to = check(next)?;
             grow(&mut seen, &mut into, &mut flags, to);
-            into[to].push(from);
+            into[to].push(from as u32);
             if !seen[to] {
                 seen[to] = true;
                 queue.push_back(next);
@@ -579,6 +581,7 @@ fn state_flags(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> Result<Vec<u8>, Re
     }
     while let Some(i) = live.pop() {
         for &j in &into[i] {
+            let j = j as usize;
             if flags[j] & LIVE == 0 {
                 flags[j] |= LIVE;
                 live.push(j);

@@ -92,6 +92,14 @@ impl TokenBytes {
             tokens.insert(added.id, bytes);
         }
         let len = tokens.keys().map(|&id| id as usize + 1).max().unwrap_or(0);
+        // Vocabularies are dense up to a few unused ids; a wild id is a bad file, not a
+        // reason to allocate billions of entries.
+        if len > 2 * tokens.len() + 1024 {
+            return Err(TokenizerError::SparseIds {
+                max_id: (len - 1) as Token,
+                tokens: tokens.len(),
+            });
+        }
         let mut ordered = vec![Vec::new(); len];
         for (id, bytes) in tokens {
             ordered[id as usize] = bytes;
@@ -182,6 +190,14 @@ pub enum TokenizerError {
         id: Token,
         /// Its text in the file.
         token: String,
+    },
+    /// The ids run far past the number of tokens (more than twice it, plus 1,024).
+    #[error("token ids run up to {max_id} for only {tokens} tokens")]
+    SparseIds {
+        /// The largest id.
+        max_id: Token,
+        /// The number of tokens.
+        tokens: usize,
     },
     /// Two vocabulary entries have the same id.
     #[error("two vocabulary entries have id {0}")]

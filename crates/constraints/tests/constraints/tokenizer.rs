@@ -72,6 +72,18 @@ fn other_tokenizers_are_clear_errors() {
     let json = tokenizer_json("BPE", r#"{"a": 1, "b": 1}"#, byte_level);
     let err = TokenBytes::from_tokenizer_json(&json).unwrap_err();
     assert!(matches!(err, TokenizerError::DuplicateId(1)), "{err}");
+    let json = tokenizer_json("BPE", r#"{"a": 1, "b": 4000000000}"#, byte_level);
+    let err = TokenBytes::from_tokenizer_json(&json).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TokenizerError::SparseIds {
+                max_id: 4_000_000_000,
+                tokens: 4
+            }
+        ),
+        "{err}"
+    );
     let err = TokenBytes::from_tokenizer_json("{\"model\": 3}").unwrap_err();
     assert!(matches!(err, TokenizerError::Json(_)), "{err}");
     assert!(std::error::Error::source(&err).is_some());
