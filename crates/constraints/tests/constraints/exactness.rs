@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use decoding_core::process::RepetitionPenalty;
 use decoding_core::toy::HashModel;
 use decoding_core::{
-    DecodeConfig, Draw, Plain, Sampling, Strategy, Token, enumerate_draws, generate,
-    target_probability_with,
+    Composite, DecodeConfig, Draw, NodeBudget, Plain, Sampling, Strategy, Token, enumerate_draws,
+    generate, target_probability_with,
 };
 use lookahead::{Lookahead, LookaheadConfig};
 use proptest::prelude::*;
@@ -24,24 +24,34 @@ const PROMPT: [Token; 3] = [1, 2, 1];
 /// Makes a fresh strategy for each run.
 type MakeStrategy = Box<dyn Fn() -> Box<dyn Strategy>>;
 
-/// The strategies compared with plain decoding: random trees, lookahead and prompt lookup.
+fn lookahead() -> Box<dyn Strategy> {
+    Box::new(Lookahead::new(LookaheadConfig::new(2, 3, 2).unwrap()))
+}
+
+fn prompt_lookup() -> Box<dyn Strategy> {
+    let config = ReferenceConfig::prompt_lookup();
+    Box::new(ReferenceStrategy::with_documents(config, Vec::<Vec<Token>>::new()).unwrap())
+}
+
+/// The strategies compared with plain decoding: random trees, lookahead, prompt lookup, and
+/// the three drafting into one tree.
 fn strategies(seed: u64) -> Vec<(&'static str, MakeStrategy)> {
     vec![
         (
             "random",
             Box::new(move || Box::new(RandomDrafts::new(seed, 8))),
         ),
+        ("lookahead", Box::new(lookahead)),
+        ("prompt lookup", Box::new(prompt_lookup)),
         (
-            "lookahead",
-            Box::new(|| Box::new(Lookahead::new(LookaheadConfig::new(2, 3, 2).unwrap()))),
-        ),
-        (
-            "prompt lookup",
-            Box::new(|| {
-                let config = ReferenceConfig::prompt_lookup();
-                Box::new(
-                    ReferenceStrategy::with_documents(config, Vec::<Vec<Token>>::new()).unwrap(),
-                )
+            "composite",
+            Box::new(move || {
+                let sources = vec![
+                    lookahead(),
+                    prompt_lookup(),
+                    Box::new(RandomDrafts::new(seed, 4)),
+                ];
+                Box::new(Composite::new(sources, NodeBudget::Fixed).unwrap())
             }),
         ),
     ]
@@ -76,7 +86,7 @@ fn sampling_strategy() -> impl proptest::strategy::Strategy<Value = Sampling> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Sampling: every strategy's exact distribution equals plain constrained sampling's,
     /// which is the product of each step's masked target probability; every output obeys
@@ -84,7 +94,7 @@ proptest! {
     #[test]
     fn sampled_outputs_have_exactly_the_constrained_distribution(
         seed in any::<u64>(), draft_seed in any::<u64>(), pattern in 0..PATTERNS.len(),
-        max_new in 1usize..4, sampling in sampling_strategy(), penalty in any::<bool>(),
+        max_new in 2usize..6, sampling in sampling_strategy(), penalty in any::<bool>(),
     ) {
         let mut config = DecodeConfig::new(max_new)
             .with_eos([EOS])
