@@ -84,6 +84,12 @@
 //! first time any branch reaches it and a lookup afterwards; applying a mask writes `-inf`
 //! into the row, 64 tokens per bitset word.
 //!
+//! This is the index of Outlines (Willard and Louf, 2023, *Efficient Guided Generation for
+//! Large Language Models*): for a DFA state `q`, the set of tokens whose bytes lead from `q`
+//! to a state from which a match can still be reached, and the EOS when `q` accepts. Outlines
+//! computes it for every state up front; here it is computed for the states decoding
+//! actually reaches, when it first reaches them, and kept in a bounded cache.
+//!
 //! [regex-automata]: https://docs.rs/regex-automata
 //!
 //! ## Cost
