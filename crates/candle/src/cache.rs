@@ -58,8 +58,14 @@ impl KvCache {
             );
             if let Some((keys, values)) = self.layers.get(layer) {
                 for slot in 0..self.slots {
-                    grown.0.narrow(0, slot, 1)?.slice_set(&keys.narrow(0, slot, 1)?, 2, 0)?;
-                    grown.1.narrow(0, slot, 1)?.slice_set(&values.narrow(0, slot, 1)?, 2, 0)?;
+                    grown
+                        .0
+                        .narrow(0, slot, 1)?
+                        .slice_set(&keys.narrow(0, slot, 1)?, 2, 0)?;
+                    grown
+                        .1
+                        .narrow(0, slot, 1)?
+                        .slice_set(&values.narrow(0, slot, 1)?, 2, 0)?;
                 }
             }
             layers.push(grown);
@@ -71,7 +77,14 @@ impl KvCache {
 
     /// Writes `k` and `v` (`[1, kv_heads, n, head]`, contiguous) into `slot` of `layer` at
     /// rows `start .. start + n`.
-    pub(crate) fn write(&self, layer: usize, slot: usize, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+    pub(crate) fn write(
+        &self,
+        layer: usize,
+        slot: usize,
+        start: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<()> {
         let (keys, values) = &self.layers[layer];
         keys.narrow(0, slot, 1)?.slice_set(k, 2, start)?;
         values.narrow(0, slot, 1)?.slice_set(v, 2, start)?;
@@ -80,7 +93,13 @@ impl KvCache {
 
     /// The first `rows` rows of `slots` in `layer`, `[slots.len(), kv_heads, rows, head]`:
     /// a view when `slots` are `0 .. slots.len()`, else a gathered copy.
-    pub(crate) fn read(&self, layer: usize, slots: &[usize], leading: bool, rows: usize) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn read(
+        &self,
+        layer: usize,
+        slots: &[usize],
+        leading: bool,
+        rows: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let (keys, values) = &self.layers[layer];
         let read = |t: &Tensor| -> Result<Tensor> {
             if leading {

@@ -42,9 +42,8 @@ impl CandleLlama {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| LoadError::Io { path, source })
         };
-        let text = String::from_utf8(read("config.json")?).map_err(|e| {
-            llama_cpu::LoadError::Config(format!("config.json is not UTF-8: {e}"))
-        })?;
+        let text = String::from_utf8(read("config.json")?)
+            .map_err(|e| llama_cpu::LoadError::Config(format!("config.json is not UTF-8: {e}")))?;
         let config = LlamaConfig::from_json(&text)?;
         Self::from_safetensors(config, &read("model.safetensors")?, device)
     }

@@ -45,14 +45,18 @@ impl Net {
             let attended = self.attention(layer, index, &h, &cos, &sin, cache, plan)?;
             x = (x + layer.o.forward(&attended)?)?;
             let h = layer.mlp_norm.forward(&x)?;
-            let gated = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let gated =
+                (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
             x = (x + layer.down.forward(&gated)?)?;
         }
         if plan.logits_count == 0 {
             return Ok(None);
         }
         // Logits only for the rows that want them: a prefill needs one row, not thousands.
-        let hidden = self.weights.norm.forward(&x.index_select(&plan.logits_rows, 0)?)?;
+        let hidden = self
+            .weights
+            .norm
+            .forward(&x.index_select(&plan.logits_rows, 0)?)?;
         let logits = self.weights.lm_head.forward(&hidden)?;
         Ok(Some((hidden, logits)))
     }
@@ -109,8 +113,12 @@ impl Net {
         };
         let scores = q.matmul(&keys.t()?)?.reshape((b, kv_heads, group, n, l))?;
         let mask = plan.mask.reshape((b, 1, 1, n, l))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?
-            .reshape((b, kv_heads, group * n, l))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?.reshape((
+            b,
+            kv_heads,
+            group * n,
+            l,
+        ))?;
         let out = probs
             .matmul(&values)?
             .reshape((b, heads, n, head))?

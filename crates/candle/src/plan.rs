@@ -107,7 +107,10 @@ impl Plan {
     /// Whether the slots are `0 .. b` in order, so that attention can read the cache
     /// through a view instead of gathering the sequences' rows.
     pub(crate) fn slots_are_leading(&self) -> bool {
-        self.items.iter().enumerate().all(|(i, item)| item.slot == i)
+        self.items
+            .iter()
+            .enumerate()
+            .all(|(i, item)| item.slot == i)
     }
 }
 
@@ -144,7 +147,7 @@ mod tests {
     #[test]
     fn rows_see_the_cache_their_ancestors_and_themselves() {
         // 0 -> 1 -> 3, 0 -> 2
-        let tree = TokenTree::from_parents(&[5, 6, 7, 8], &[None, Some(0), Some(0), Some(1)])
+        let tree = TokenTree::from_parents(&[5, 6, 7, 8], &[None, Some(0), Some(0), Some(1)], None)
             .unwrap();
         let mut mask = Vec::new();
         tree_mask(&tree, 2, 5, 7, &mut mask);

@@ -154,7 +154,10 @@ impl Sequences {
                 out.len()
             )));
         }
-        for (o, &h) in out.iter_mut().zip(&sequence.hidden[row * width..(row + 1) * width]) {
+        for (o, &h) in out
+            .iter_mut()
+            .zip(&sequence.hidden[row * width..(row + 1) * width])
+        {
             *o = h;
         }
         Ok(())
@@ -210,7 +213,11 @@ impl Sequences {
                 (sequence.slot, sequence.committed, items[i].1)
             })
             .collect();
-        let slots = laid_out.iter().map(|&(slot, _, _)| slot + 1).max().unwrap_or(0);
+        let slots = laid_out
+            .iter()
+            .map(|&(slot, _, _)| slot + 1)
+            .max()
+            .unwrap_or(0);
         let keys = laid_out
             .iter()
             .map(|&(_, committed, tree)| committed + tree.len())

@@ -46,8 +46,8 @@ impl Weights {
     ) -> Result<Self, LoadError> {
         // Parse on the CPU: the checks below read only shapes and dtypes, and each tensor
         // then moves to the device once, already in f32.
-        let mut tensors =
-            candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(LoadError::Safetensors)?;
+        let mut tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(LoadError::Safetensors)?;
         let (hidden, ffn, vocab) = (
             config.hidden_size,
             config.intermediate_size,

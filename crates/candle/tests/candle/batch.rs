@@ -7,8 +7,8 @@ use decoding_core::{
     TokenTree, decode_batch, generate,
 };
 use ndarray::{Array2, Axis};
-use rand::{RngExt, SeedableRng};
 use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 
 use crate::common::{TOLERANCE, relative_gap, tiny_model};
 use crate::reference::{OracleTrees, random_tree};
@@ -25,10 +25,16 @@ fn batched_logits_match_each_sequence_alone() {
         let prompt: Vec<Token> = (0..3 + 7 * i).map(|_| rng.random_range(0..37)).collect();
         let chain = TokenTree::from_chain(&prompt).unwrap();
         let mut sink = Array2::zeros((chain.logits_rows(), 37));
-        batch.forward_batch(&[(seq, &chain)], sink.view_mut()).unwrap();
-        batch.commit(seq, &(0..prompt.len()).collect::<Vec<_>>()).unwrap();
+        batch
+            .forward_batch(&[(seq, &chain)], sink.view_mut())
+            .unwrap();
+        batch
+            .commit(seq, &(0..prompt.len()).collect::<Vec<_>>())
+            .unwrap();
         alone[i].forward(&chain, sink.view_mut()).unwrap();
-        alone[i].commit(&(0..prompt.len()).collect::<Vec<_>>()).unwrap();
+        alone[i]
+            .commit(&(0..prompt.len()).collect::<Vec<_>>())
+            .unwrap();
     }
     // Rounds over all sequences (slots 0..5, read in place), then over subsets in shuffled
     // order (gathered).
@@ -43,10 +49,13 @@ fn batched_logits_match_each_sequence_alone() {
         }
         let trees: Vec<TokenTree> = members
             .iter()
-            .map(|_| random_tree(&mut rng, rng.random_range(0..37), 12, 37))
+            .map(|_| random_tree(&mut rng, 12, 37))
             .collect();
-        let items: Vec<(SeqId, &TokenTree)> =
-            members.iter().zip(&trees).map(|(&i, t)| (seqs[i], t)).collect();
+        let items: Vec<(SeqId, &TokenTree)> = members
+            .iter()
+            .zip(&trees)
+            .map(|(&i, t)| (seqs[i], t))
+            .collect();
         let rows: usize = trees.iter().map(TokenTree::logits_rows).sum();
         let mut together = Array2::zeros((rows, 37));
         batch.forward_batch(&items, together.view_mut()).unwrap();
@@ -57,14 +66,20 @@ fn batched_logits_match_each_sequence_alone() {
             let mine = together.slice_axis(Axis(0), (first..first + tree.logits_rows()).into());
             for (a, b) in mine.rows().into_iter().zip(own.rows()) {
                 let gap = relative_gap(&a.to_vec(), &b.to_vec());
-                assert!(gap < TOLERANCE, "round {round}, sequence {i}: relative gap {gap}");
+                assert!(
+                    gap < TOLERANCE,
+                    "round {round}, sequence {i}: relative gap {gap}"
+                );
             }
             first += tree.logits_rows();
             let mut path = Vec::new();
             tree.path_to(rng.random_range(0..tree.len()), &mut path);
             batch.commit(seqs[i], &path).unwrap();
             alone[i].commit(&path).unwrap();
-            assert_eq!(batch.committed_len(seqs[i]).unwrap(), alone[i].committed_len());
+            assert_eq!(
+                batch.committed_len(seqs[i]).unwrap(),
+                alone[i].committed_len()
+            );
         }
     }
 }
@@ -74,13 +89,21 @@ fn batched_decoding_equals_decoding_each_sequence_alone() {
     let model = tiny_model(0);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
     let prompts: Vec<Vec<Token>> = (0..7)
-        .map(|_| (0..rng.random_range(1..16)).map(|_| rng.random_range(0..37)).collect())
+        .map(|_| {
+            (0..rng.random_range(1..16))
+                .map(|_| rng.random_range(0..37))
+                .collect()
+        })
         .collect();
     let config = |i: usize| DecodeConfig::new(12 + 5 * i).with_eos([0]);
     let alone: Vec<Vec<Token>> = prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| generate(&mut model.fresh(), Plain, p, &config(i), &mut rng).unwrap().tokens)
+        .map(|(i, p)| {
+            generate(&mut model.fresh(), Plain, p, &config(i), &mut rng)
+                .unwrap()
+                .tokens
+        })
         .collect();
     let requests = prompts
         .iter()

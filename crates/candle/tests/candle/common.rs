@@ -25,7 +25,11 @@ pub(crate) fn tiny_config() -> LlamaConfig {
 pub(crate) fn random_weights(config: &LlamaConfig, seed: u64) -> BTreeMap<String, Tensor> {
     let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
     let head = config.head_width();
-    let (d, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+    let (d, f, v) = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.vocab_size,
+    );
     let (q, kv) = (config.num_attention_heads * head, config.kv_heads() * head);
     let mut shapes: Vec<(String, Vec<usize>, f32, f32)> =
         vec![("model.embed_tokens.weight".into(), vec![v, d], 1.0, 0.0)];
@@ -34,9 +38,24 @@ pub(crate) fn random_weights(config: &LlamaConfig, seed: u64) -> BTreeMap<String
         let p = format!("model.layers.{i}.");
         shapes.extend([
             (format!("{p}input_layernorm.weight"), vec![d], 0.2, 1.0),
-            (format!("{p}post_attention_layernorm.weight"), vec![d], 0.2, 1.0),
-            (format!("{p}self_attn.q_proj.weight"), vec![q, d], 2.0 * s, 0.0),
-            (format!("{p}self_attn.k_proj.weight"), vec![kv, d], 2.0 * s, 0.0),
+            (
+                format!("{p}post_attention_layernorm.weight"),
+                vec![d],
+                0.2,
+                1.0,
+            ),
+            (
+                format!("{p}self_attn.q_proj.weight"),
+                vec![q, d],
+                2.0 * s,
+                0.0,
+            ),
+            (
+                format!("{p}self_attn.k_proj.weight"),
+                vec![kv, d],
+                2.0 * s,
+                0.0,
+            ),
             (format!("{p}self_attn.v_proj.weight"), vec![kv, d], s, 0.0),
             (format!("{p}self_attn.o_proj.weight"), vec![d, q], s, 0.0),
             (format!("{p}mlp.gate_proj.weight"), vec![f, d], s, 0.0),
@@ -46,7 +65,12 @@ pub(crate) fn random_weights(config: &LlamaConfig, seed: u64) -> BTreeMap<String
     }
     shapes.push(("model.norm.weight".into(), vec![d], 0.2, 1.0));
     if !config.tie_word_embeddings {
-        shapes.push(("lm_head.weight".into(), vec![v, d], 2.0 / (d as f32).sqrt(), 0.0));
+        shapes.push((
+            "lm_head.weight".into(),
+            vec![v, d],
+            2.0 / (d as f32).sqrt(),
+            0.0,
+        ));
     }
     shapes
         .into_iter()
@@ -65,7 +89,11 @@ pub(crate) fn checkpoint(weights: &BTreeMap<String, Tensor>, dtype: DType) -> Ve
     let converted: Vec<(String, Tensor)> = weights
         .iter()
         .map(|(name, t)| {
-            let t = if t.dtype().is_float() { t.to_dtype(dtype).unwrap() } else { t.clone() };
+            let t = if t.dtype().is_float() {
+                t.to_dtype(dtype).unwrap()
+            } else {
+                t.clone()
+            };
             (name.clone(), t)
         })
         .collect();

@@ -21,7 +21,10 @@ fn bad_calls_are_errors_that_keep_the_context() {
     let out_of_vocab = TokenTree::from_chain(&[1, 37]).unwrap();
     let mut two = Array2::zeros((2, 37));
     assert!(model.forward(&out_of_vocab, two.view_mut()).is_err());
-    assert!(model.truncate(4).is_err(), "truncate past the committed context");
+    assert!(
+        model.truncate(4).is_err(),
+        "truncate past the committed context"
+    );
     // Past the 96 positions of the tiny configuration.
     let long = TokenTree::from_chain(&[1; 94]).unwrap();
     let mut many = Array2::zeros((94, 37));
@@ -29,7 +32,7 @@ fn bad_calls_are_errors_that_keep_the_context() {
     assert_eq!(model.committed_len(), 3);
 
     // A path that is not a root-to-node path of the last tree.
-    let tree = TokenTree::from_parents(&[4, 5, 6], &[None, Some(0), Some(0)]).unwrap();
+    let tree = TokenTree::from_parents(&[4, 5, 6], &[None, Some(0), Some(0)], None).unwrap();
     model.forward(&tree, logits.view_mut()).unwrap();
     assert!(model.commit(&[0, 1, 2]).is_err());
     assert_eq!(model.committed_len(), 3);
@@ -47,8 +50,16 @@ fn the_batched_model_rejects_unknown_and_repeated_sequences() {
     let a = batch.add_sequence().unwrap();
     let tree = TokenTree::new(1);
     let mut logits = Array2::zeros((2, 37));
-    assert!(batch.forward_batch(&[(a, &tree), (a, &tree)], logits.view_mut()).is_err());
-    assert!(batch.forward_batch(&[(a, &tree), (SeqId(99), &tree)], logits.view_mut()).is_err());
+    assert!(
+        batch
+            .forward_batch(&[(a, &tree), (a, &tree)], logits.view_mut())
+            .is_err()
+    );
+    assert!(
+        batch
+            .forward_batch(&[(a, &tree), (SeqId(99), &tree)], logits.view_mut())
+            .is_err()
+    );
     assert!(batch.remove_sequence(SeqId(99)).is_err());
     batch.remove_sequence(a).unwrap();
     assert!(batch.commit(a, &[0]).is_err());

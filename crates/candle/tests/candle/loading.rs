@@ -39,12 +39,18 @@ fn tied_embeddings_use_the_embedding_and_untied_ones_need_lm_head() {
     let weights = random_weights(&tied, 4);
     let mut model = load(&tied, &checkpoint(&weights, DType::F32)).unwrap();
     let mut with_head = weights.clone();
-    with_head.insert("lm_head.weight".into(), weights["model.embed_tokens.weight"].clone());
+    with_head.insert(
+        "lm_head.weight".into(),
+        weights["model.embed_tokens.weight"].clone(),
+    );
     let untied = tiny_config();
     let mut explicit = load(&untied, &checkpoint(&with_head, DType::F32)).unwrap();
     assert_eq!(logits(&mut model), logits(&mut explicit));
     let err = load(&untied, &checkpoint(&weights, DType::F32)).unwrap_err();
-    assert!(matches!(&err, LoadError::MissingTensor(n) if n == "lm_head.weight"), "{err}");
+    assert!(
+        matches!(&err, LoadError::MissingTensor(n) if n == "lm_head.weight"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -55,16 +61,28 @@ fn broken_checkpoints_are_reported_clearly() {
     let mut missing = good.clone();
     missing.remove("model.layers.1.mlp.up_proj.weight");
     let err = load(&config, &checkpoint(&missing, DType::F32)).unwrap_err();
-    assert!(matches!(&err, LoadError::MissingTensor(n) if n.contains("up_proj")), "{err}");
+    assert!(
+        matches!(&err, LoadError::MissingTensor(n) if n.contains("up_proj")),
+        "{err}"
+    );
 
     let mut reshaped = good.clone();
     let name = "model.layers.0.self_attn.k_proj.weight".to_string();
-    reshaped.insert(name.clone(), Tensor::zeros((13, 24), DType::F32, &Device::Cpu).unwrap());
+    reshaped.insert(
+        name.clone(),
+        Tensor::zeros((13, 24), DType::F32, &Device::Cpu).unwrap(),
+    );
     let err = load(&config, &checkpoint(&reshaped, DType::F32)).unwrap_err();
-    assert!(matches!(&err, LoadError::Shape { name: n, expected, .. } if *n == name && expected == &[12, 24]), "{err}");
+    assert!(
+        matches!(&err, LoadError::Shape { name: n, expected, .. } if *n == name && expected == &[12, 24]),
+        "{err}"
+    );
 
     let mut integers = good.clone();
-    integers.insert("model.norm.weight".into(), Tensor::zeros(24, DType::U32, &Device::Cpu).unwrap());
+    integers.insert(
+        "model.norm.weight".into(),
+        Tensor::zeros(24, DType::U32, &Device::Cpu).unwrap(),
+    );
     let err = load(&config, &checkpoint(&integers, DType::F32)).unwrap_err();
     assert!(matches!(&err, LoadError::Dtype { .. }), "{err}");
 

@@ -10,10 +10,10 @@ use rand::{Rng, RngExt, SeedableRng};
 
 use crate::common::{TOLERANCE, from_scratch, relative_gap, tiny_model};
 
-/// A random tree of up to `max` nodes below `root`: random parents, random tokens (siblings
+/// A random tree of up to `max` nodes (random root): random parents, random tokens (siblings
 /// distinct), a quarter of the nodes without logits.
-pub(crate) fn random_tree(rng: &mut impl Rng, root: Token, max: usize, vocab: u32) -> TokenTree {
-    let mut tree = TokenTree::new(root);
+pub(crate) fn random_tree(rng: &mut impl Rng, max: usize, vocab: u32) -> TokenTree {
+    let mut tree = TokenTree::new(rng.random_range(0..vocab));
     let size = rng.random_range(1..=max);
     while tree.len() < size {
         let parent = rng.random_range(0..tree.len());
@@ -33,15 +33,19 @@ fn random_trees_and_commits_match_recomputing_each_path() {
         let mut model = tiny_model(seed % 3);
         let mut scratch = model.fresh();
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed);
-        let mut context: Vec<Token> = (0..rng.random_range(0..40)).map(|_| rng.random_range(0..37)).collect();
+        let mut context: Vec<Token> = (0..rng.random_range(0..40))
+            .map(|_| rng.random_range(0..37))
+            .collect();
         if !context.is_empty() {
             let chain = TokenTree::from_chain(&context).unwrap();
             let mut sink = Array2::zeros((chain.logits_rows(), 37));
             model.forward(&chain, sink.view_mut()).unwrap();
-            model.commit(&(0..context.len()).collect::<Vec<_>>()).unwrap();
+            model
+                .commit(&(0..context.len()).collect::<Vec<_>>())
+                .unwrap();
         }
         for _step in 0..8 {
-            let tree = random_tree(&mut rng, rng.random_range(0..37), 24, 37);
+            let tree = random_tree(&mut rng, 24, 37);
             let mut logits = Array2::zeros((tree.logits_rows(), 37));
             model.forward(&tree, logits.view_mut()).unwrap();
             for node in tree.logits_nodes() {
@@ -50,7 +54,10 @@ fn random_trees_and_commits_match_recomputing_each_path() {
                 let expected = from_scratch(&mut scratch, &path_context);
                 let got = logits.row(tree.logits_row(node).unwrap()).to_vec();
                 let gap = relative_gap(&got, &expected);
-                assert!(gap < TOLERANCE, "seed {seed}: node {node}: relative gap {gap}");
+                assert!(
+                    gap < TOLERANCE,
+                    "seed {seed}: node {node}: relative gap {gap}"
+                );
                 assert_eq!(argmax(&got), argmax(&expected), "seed {seed}: node {node}");
                 worst = worst.max(gap);
                 rows += 1;
@@ -74,7 +81,8 @@ fn random_trees_and_commits_match_recomputing_each_path() {
 #[test]
 fn hidden_states_are_the_normed_inputs_of_the_output_projection() {
     let mut model = tiny_model(1);
-    let tree = TokenTree::from_parents(&[3, 4, 5, 6], &[None, Some(0), Some(0), Some(2)]).unwrap();
+    let tree =
+        TokenTree::from_parents(&[3, 4, 5, 6], &[None, Some(0), Some(0), Some(2)], None).unwrap();
     let mut logits = Array2::zeros((4, 37));
     model.forward(&tree, logits.view_mut()).unwrap();
     let mut scratch = model.fresh();
@@ -88,7 +96,9 @@ fn hidden_states_are_the_normed_inputs_of_the_output_projection() {
         scratch.reset().unwrap();
         scratch.forward(&chain, sink.view_mut()).unwrap();
         let mut alone = Array1::zeros(model.hidden_size());
-        scratch.hidden_state(path.len() - 1, alone.view_mut()).unwrap();
+        scratch
+            .hidden_state(path.len() - 1, alone.view_mut())
+            .unwrap();
         let gap = relative_gap(hidden.as_slice().unwrap(), alone.as_slice().unwrap());
         assert!(gap < TOLERANCE, "node {node}: relative gap {gap}");
     }
@@ -114,17 +124,25 @@ impl Strategy for OracleTrees {
 
     fn draft(&mut self, ctx: &DraftContext<'_>, tree: &mut TokenTree) -> Result<(), DecodeError> {
         let future = self.truth.get(ctx.generated().len()..).unwrap_or_default();
-        let depth = self.rng.random_range(0..=future.len().min(ctx.max_depth).min(8));
+        let depth = self
+            .rng
+            .random_range(0..=future.len().min(ctx.max_depth).min(8));
         let wrong = self.rng.random_range(0..=2 * depth);
         let mut node = 0;
         for (i, &token) in future[..depth].iter().enumerate() {
-            let token = if i == wrong { (token + 1) % ctx.vocab_size as Token } else { token };
+            let token = if i == wrong {
+                (token + 1) % ctx.vocab_size as Token
+            } else {
+                token
+            };
             node = tree.push(node, token)?;
         }
         for _ in 0..self.rng.random_range(0..8) {
             let parent = self.rng.random_range(0..tree.len());
             let token = self.rng.random_range(0..ctx.vocab_size as Token);
-            if tree.depth(parent) + 1 < ctx.max_depth && tree.child_with_token(parent, token).is_none() {
+            if tree.depth(parent) + 1 < ctx.max_depth
+                && tree.child_with_token(parent, token).is_none()
+            {
                 tree.push(parent, token)?;
             }
         }
@@ -141,7 +159,9 @@ fn decoding_with_drafted_trees_equals_plain_greedy() {
     for seed in 0..8u64 {
         let model = tiny_model(seed % 3);
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(100 + seed);
-        let prompt: Vec<Token> = (0..rng.random_range(1..20)).map(|_| rng.random_range(0..37)).collect();
+        let prompt: Vec<Token> = (0..rng.random_range(1..20))
+            .map(|_| rng.random_range(0..37))
+            .collect();
         let config = DecodeConfig::new(40).with_eos([0]);
         let plain = generate(&mut model.fresh(), Plain, &prompt, &config, &mut rng).unwrap();
         let strategy = OracleTrees {
@@ -151,7 +171,12 @@ fn decoding_with_drafted_trees_equals_plain_greedy() {
         let mut drafted_model = model.fresh();
         let drafted = generate(&mut drafted_model, strategy, &prompt, &config, &mut rng).unwrap();
         assert_eq!(plain.tokens, drafted.tokens, "seed {seed}");
-        assert!(drafted.stats.forward_passes() < plain.stats.forward_passes() || plain.tokens.len() < 3);
-        assert_eq!(drafted_model.committed_len(), prompt.len() + plain.tokens.len() - 1);
+        assert!(
+            drafted.stats.forward_passes() < plain.stats.forward_passes() || plain.tokens.len() < 3
+        );
+        assert_eq!(
+            drafted_model.committed_len(),
+            prompt.len() + plain.tokens.len() - 1
+        );
     }
 }
