@@ -12,8 +12,9 @@ use rand::{RngExt, SeedableRng};
 
 /// Logits of the tree forward may differ from the from-scratch ones by this much, relative
 /// to the largest logit magnitude of the row (at least 1): the two runs reduce in
-/// different orders (other matmul shapes, masked keys), never more than f32 rounding.
-pub(crate) const TOLERANCE: f32 = 1e-4;
+/// different orders (other matmul shapes, masked keys), which is f32 rounding. Observed:
+/// about 1e-6 on the tiny models, 2e-6 between pycoder-16m on candle and on llama-cpu.
+pub(crate) const TOLERANCE: f32 = 2e-5;
 
 /// A tiny GQA configuration (4 query heads, 2 key/value heads of width 6), odd widths so
 /// that no kernel sees only full SIMD lanes.
