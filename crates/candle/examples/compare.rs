@@ -121,7 +121,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         best_candle = best_candle.min(t_candle);
         best_cpu = best_cpu.min(t_cpu);
         tokens = out_candle.iter().map(Vec::len).sum();
-        same = out_candle.iter().zip(&out_cpu).filter(|(a, b)| a == b).count();
+        same = out_candle
+            .iter()
+            .zip(&out_cpu)
+            .filter(|(a, b)| a == b)
+            .count();
     }
     let per_token = |t: Duration| t.as_secs_f64() * 1e3 / tokens as f64;
     println!(
