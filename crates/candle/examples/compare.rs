@@ -19,6 +19,11 @@ use decoding_core::{DecodeConfig, LogitsModel, Plain, TokenTree, generate};
 use ndarray::Array2;
 use rand::SeedableRng;
 
+type Error = Box<dyn std::error::Error>;
+
+/// A prompt and its token budget.
+type Case = (Vec<u32>, usize);
+
 struct Options {
     model: String,
     cases: String,
@@ -48,7 +53,7 @@ fn options() -> Result<Options, String> {
 }
 
 /// The prompts and token budgets of the first `limit` cases of an eval file.
-fn cases(path: &str, limit: usize) -> Result<Vec<(Vec<u32>, usize)>, Box<dyn std::error::Error>> {
+fn cases(path: &str, limit: usize) -> Result<Vec<Case>, Error> {
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     let cases = file["cases"].as_array().ok_or("no `cases` array")?;
     cases
@@ -63,10 +68,7 @@ fn cases(path: &str, limit: usize) -> Result<Vec<(Vec<u32>, usize)>, Box<dyn std
 }
 
 /// Decodes every case greedily; returns the wall-clock time and the outputs.
-fn decode(
-    model: &mut dyn LogitsModel,
-    cases: &[(Vec<u32>, usize)],
-) -> Result<(Duration, Vec<Vec<u32>>), Box<dyn std::error::Error>> {
+fn decode(model: &mut dyn LogitsModel, cases: &[Case]) -> Result<(Duration, Vec<Vec<u32>>), Error> {
     let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
     let started = Instant::now();
     let mut outputs = Vec::with_capacity(cases.len());

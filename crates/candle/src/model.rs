@@ -40,7 +40,7 @@ impl CandleLlama {
         let dir = dir.as_ref();
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| LoadError::Io { path, source })
+            std::fs::read(&path).map_err(|source| llama_cpu::LoadError::Io { path, source })
         };
         let text = String::from_utf8(read("config.json")?)
             .map_err(|e| llama_cpu::LoadError::Config(format!("config.json is not UTF-8: {e}")))?;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm};
 use llama_cpu::LlamaConfig;
+use llama_cpu::LoadError as Checkpoint;
 
 use crate::error::LoadError;
 
@@ -92,7 +93,11 @@ impl Weights {
         // A checkpoint's own lm_head wins; a tied model may omit it.
         let lm_head = match take("lm_head.weight", &[vocab, hidden]) {
             Ok(weight) => weight,
-            Err(LoadError::MissingTensor(_)) if config.tie_word_embeddings => embed.clone(),
+            Err(LoadError::Checkpoint(Checkpoint::MissingTensor(_)))
+                if config.tie_word_embeddings =>
+            {
+                embed.clone()
+            }
             Err(e) => return Err(e),
         };
         Ok(Self {
@@ -114,19 +119,21 @@ fn take(
 ) -> Result<Tensor, LoadError> {
     let tensor = tensors
         .remove(name)
-        .ok_or_else(|| LoadError::MissingTensor(name.to_string()))?;
+        .ok_or_else(|| Checkpoint::MissingTensor(name.to_string()))?;
     if tensor.dims() != shape {
-        return Err(LoadError::Shape {
+        return Err(Checkpoint::Shape {
             name: name.to_string(),
             expected: shape.to_vec(),
             actual: tensor.dims().to_vec(),
-        });
+        }
+        .into());
     }
     if !matches!(tensor.dtype(), DType::F32 | DType::F16 | DType::BF16) {
-        return Err(LoadError::Dtype {
+        return Err(Checkpoint::Dtype {
             name: name.to_string(),
             dtype: format!("{:?}", tensor.dtype()),
-        });
+        }
+        .into());
     }
     Ok(tensor.to_dtype(DType::F32)?.to_device(device)?)
 }

@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use decoding_candle::{CandleLlama, LlamaConfig, LoadError};
 use decoding_core::{LogitsModel, TokenTree};
+use llama_cpu::LoadError as Checkpoint;
 use ndarray::Array2;
 
 use crate::common::{checkpoint, random_weights, tiny_config};
@@ -48,7 +49,7 @@ fn tied_embeddings_use_the_embedding_and_untied_ones_need_lm_head() {
     assert_eq!(logits(&mut model), logits(&mut explicit));
     let err = load(&untied, &checkpoint(&weights, DType::F32)).unwrap_err();
     assert!(
-        matches!(&err, LoadError::MissingTensor(n) if n == "lm_head.weight"),
+        matches!(&err, LoadError::Checkpoint(Checkpoint::MissingTensor(n)) if n == "lm_head.weight"),
         "{err}"
     );
 }
@@ -62,7 +63,7 @@ fn broken_checkpoints_are_reported_clearly() {
     missing.remove("model.layers.1.mlp.up_proj.weight");
     let err = load(&config, &checkpoint(&missing, DType::F32)).unwrap_err();
     assert!(
-        matches!(&err, LoadError::MissingTensor(n) if n.contains("up_proj")),
+        matches!(&err, LoadError::Checkpoint(Checkpoint::MissingTensor(n)) if n.contains("up_proj")),
         "{err}"
     );
 
@@ -74,7 +75,7 @@ fn broken_checkpoints_are_reported_clearly() {
     );
     let err = load(&config, &checkpoint(&reshaped, DType::F32)).unwrap_err();
     assert!(
-        matches!(&err, LoadError::Shape { name: n, expected, .. } if *n == name && expected == &[12, 24]),
+        matches!(&err, LoadError::Checkpoint(Checkpoint::Shape { name: n, expected, .. }) if *n == name && expected == &[12, 24]),
         "{err}"
     );
 
@@ -84,7 +85,10 @@ fn broken_checkpoints_are_reported_clearly() {
         Tensor::zeros(24, DType::U32, &Device::Cpu).unwrap(),
     );
     let err = load(&config, &checkpoint(&integers, DType::F32)).unwrap_err();
-    assert!(matches!(&err, LoadError::Dtype { .. }), "{err}");
+    assert!(
+        matches!(&err, LoadError::Checkpoint(Checkpoint::Dtype { .. })),
+        "{err}"
+    );
 
     let bytes = checkpoint(&good, DType::F32);
     let err = load(&config, &bytes[..bytes.len() / 2]).unwrap_err();
@@ -94,8 +98,14 @@ fn broken_checkpoints_are_reported_clearly() {
 
     let bad = LlamaConfig::new(37, 24, 20, 2, 4, 3, 96);
     let err = load(&bad, &bytes).unwrap_err();
-    assert!(matches!(&err, LoadError::Config(_)), "{err}");
+    assert!(
+        matches!(&err, LoadError::Checkpoint(Checkpoint::Config(_))),
+        "{err}"
+    );
 
     let err = CandleLlama::load("/nonexistent/model").unwrap_err();
-    assert!(matches!(&err, LoadError::Io { .. }), "{err}");
+    assert!(
+        matches!(&err, LoadError::Checkpoint(Checkpoint::Io { .. })),
+        "{err}"
+    );
 }
