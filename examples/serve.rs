@@ -1,6 +1,7 @@
 //! The serving example: decodes an eval set with C sequences in flight on the batched CPU
-//! model ([`decode_batch`] over [`llama_cpu::BatchLlama`]), checks the outputs, and compares
-//! throughput with C = 1 measured in the same run.
+//! model ([`decode_batch`] over [`llama_cpu::BatchLlama`], or over
+//! `decoding_candle::BatchCandleLlama` with `--engine candle` and `--features candle`),
+//! checks the outputs, and compares throughput with C = 1 measured in the same run.
 //!
 //! ```text
 //! cargo run --release --example serve -- --strategy greedy --concurrency 8 --threads 1 \
@@ -42,7 +43,6 @@ use clap::Parser;
 use decoding_core::{
     BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Sampling, TokenTree, decode_batch,
 };
-use llama_cpu::BatchLlama;
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
 use rand::SeedableRng;
@@ -140,15 +140,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads = args.run.threads();
     let mut model = args.run.load_model()?;
     let cases = args.run.cases()?;
-    let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
+    let measured = args.run.measure_cost(model.model(), &cases[0].prompt_ids)?;
     let mut batched = model.batch();
     if args.batch_curve {
-        return batch_curve(&mut batched, &cases[0].prompt_ids);
+        return batch_curve(&mut *batched, &cases[0].prompt_ids);
     }
     let expected = args.run.expected()?;
-    let mut env = SpecEnv::new(batched.config().vocab_size)
-        .with_model_dir(&args.run.model)
-        .with_model(&model);
+    let mut env = SpecEnv::new(batched.vocab_size()).with_model_dir(&args.run.model);
+    if let Some(llama) = model.llama() {
+        env = env.with_model(llama);
+    }
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
@@ -171,7 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last = Vec::new();
     for round in 1..=args.rounds {
         for &concurrency in &levels {
-            let run = serve(&mut batched, &cases, &settings, concurrency)?;
+            let run = serve(&mut *batched, &cases, &settings, concurrency)?;
             let differ: Vec<&str> = run
                 .results
                 .iter()
@@ -216,7 +217,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Decodes every case with `concurrency` sequences in flight.
 fn serve(
-    model: &mut BatchLlama,
+    model: &mut dyn BatchLogitsModel,
     cases: &[Case],
     settings: &Settings<'_>,
     concurrency: usize,
@@ -339,7 +340,10 @@ fn print_throughput(totals: &BTreeMap<usize, Totals>, threads: usize, rounds: us
 /// Times one forward over B = 1, 2, 4, 8, 16 sequences of one node each (plain decoding),
 /// every sequence on a 512-token cache: the best wall-clock time and the mean CPU time per
 /// forward over at least a second of repetitions, and both per sequence.
-fn batch_curve(model: &mut BatchLlama, prompt: &[u32]) -> Result<(), Box<dyn std::error::Error>> {
+fn batch_curve(
+    model: &mut dyn BatchLogitsModel,
+    prompt: &[u32],
+) -> Result<(), Box<dyn std::error::Error>> {
     const CACHE: usize = 512;
     let context: Vec<u32> = prompt.iter().copied().cycle().take(CACHE).collect();
     let mut prefill = TokenTree::from_chain(&context)?;

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use decoding_core::{CostCurve, DecodeConfig, Sampling};
-use llama_cpu::Llama;
+use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Sampling};
 
+use super::engine::{Engine, Loaded};
 use super::{cost, eval_data};
 
 /// What to decode, with which strategy and sampling, and where the results go.
@@ -15,6 +15,9 @@ pub(crate) struct RunArgs {
     /// Model directory (config.json, model.safetensors, ...).
     #[arg(long, default_value = "assets/pycoder-16m")]
     pub(crate) model: PathBuf,
+    /// The engine that runs the model.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) engine: Engine,
     /// Eval cases (JSON).
     #[arg(long, default_value = "assets/eval/dev_eval.json")]
     pub(crate) cases: PathBuf,
@@ -63,13 +66,14 @@ impl RunArgs {
     }
 
     /// Loads the model with the threads asked for, saying how long it took.
-    pub(crate) fn load_model(&self) -> Result<Llama, Box<dyn std::error::Error>> {
+    pub(crate) fn load_model(&self) -> Result<Loaded, Box<dyn std::error::Error>> {
         let threads = self.threads();
         let started = Instant::now();
-        let model = Llama::load(&self.model)?.with_threads(threads);
+        let model = self.engine.load(&self.model, threads)?;
         eprintln!(
-            "loaded {} in {:.0} ms ({threads} threads)",
+            "loaded {} on {:?} in {:.0} ms ({threads} threads)",
             self.model.display(),
+            self.engine,
             started.elapsed().as_secs_f64() * 1e3
         );
         Ok(model)
@@ -93,7 +97,7 @@ impl RunArgs {
     /// With `--measure-cost`, the model's cost curve over `prompt` (printed).
     pub(crate) fn measure_cost(
         &self,
-        model: &mut Llama,
+        model: &mut dyn LogitsModel,
         prompt: &[u32],
     ) -> Result<Option<CostCurve>, Box<dyn std::error::Error>> {
         if !self.measure_cost {
