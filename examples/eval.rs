@@ -30,12 +30,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming};
-use llama_cpu::Llama;
+use decoding_core::{
+    DecodeConfig, LogitsModel, Requirements, Sampling, TokenTree, generate_streaming,
+};
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use rand::SeedableRng;
 
+use common::engine::EngineModel;
 use common::eval_data::{self, CaseResult};
 use common::run_args::RunArgs;
 use common::{cost, cpu, report};
@@ -53,18 +55,30 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let mut model = args.run.load_model()?;
+    let engine = args.run.load_engine()?;
+    let mut model = engine.model(Requirements::NONE)?;
     let cases = args.run.cases()?;
     if args.cost_curve {
-        return cost_curve(&mut model, &cases[0].prompt_ids);
+        return cost_curve(&mut *model, &cases[0].prompt_ids);
     }
     let expected = args.run.expected()?;
     let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
-    let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.run.model);
+    let mut env = SpecEnv::new(engine.vocab_size()).with_model_dir(&args.run.model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
     let factory = spec::parse(&args.run.strategy, &env)?;
+    // Medusa heads run by the library read hidden states, which an engine may provide only
+    // when asked.
+    let needs = factory
+        .build(&CaseInputs {
+            prompt: &cases[0].prompt_ids,
+            references: &cases[0].references,
+        })?
+        .requirements();
+    if needs != Requirements::NONE {
+        model = engine.model(needs)?;
+    }
     let sampling = args.run.sampling()?;
     println!("strategy: {}", factory.describe());
 
@@ -165,7 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Prints where a greedy output first departs from the expected one, and by how much the
 /// model's logit of the expected token trails its argmax there.
 fn explain_difference(
-    model: &mut Llama,
+    model: &mut dyn LogitsModel,
     case: &eval_data::Case,
     generated: &[u32],
     expected: &[u32],
@@ -205,7 +219,10 @@ fn explain_difference(
 
 /// Times one forward over trees of k = 1, 2, 4, ..., 128 nodes on top of a 512-token cache:
 /// a chain, and a bushy tree (every node has up to 4 children, filled breadth first).
-fn cost_curve(model: &mut Llama, prompt: &[u32]) -> Result<(), Box<dyn std::error::Error>> {
+fn cost_curve(
+    model: &mut dyn EngineModel,
+    prompt: &[u32],
+) -> Result<(), Box<dyn std::error::Error>> {
     const CACHE: usize = 512;
     let context: Vec<u32> = prompt.iter().copied().cycle().take(CACHE).collect();
     model.reset()?;

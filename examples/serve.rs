@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use decoding_core::{
-    BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Sampling, TokenTree, decode_batch,
+    BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Requirements, Sampling, TokenTree,
+    decode_batch,
 };
-use llama_cpu::BatchLlama;
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
 use rand::SeedableRng;
@@ -138,19 +138,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--concurrency and --rounds must be at least 1".into());
     }
     let threads = args.run.threads();
-    let mut model = args.run.load_model()?;
+    let engine = args.run.load_engine()?;
     let cases = args.run.cases()?;
-    let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
-    let mut batched = model.batch();
+    let measured = args
+        .run
+        .measure_cost(&mut engine.model(Requirements::NONE)?, &cases[0].prompt_ids)?;
     if args.batch_curve {
-        return batch_curve(&mut batched, &cases[0].prompt_ids);
+        let mut batched = engine.batch(Requirements::NONE, BATCH_CURVE_SIZES[4])?;
+        return batch_curve(&mut *batched, &cases[0].prompt_ids);
     }
     let expected = args.run.expected()?;
-    let mut env = SpecEnv::new(batched.config().vocab_size).with_model_dir(&args.run.model);
+    let mut env = SpecEnv::new(engine.vocab_size()).with_model_dir(&args.run.model);
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
     let factory = spec::parse(&args.run.strategy, &env)?;
+    // Medusa heads run by the library read hidden states, which an engine may provide only
+    // when asked.
+    let needs = factory
+        .build(&CaseInputs {
+            prompt: &cases[0].prompt_ids,
+            references: &cases[0].references,
+        })?
+        .requirements();
+    let mut batched = engine.batch(needs, args.concurrency)?;
     println!("strategy: {}", factory.describe());
     let settings = Settings {
         factory: factory.as_ref(),
@@ -169,7 +180,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last = Vec::new();
     for round in 1..=args.rounds {
         for &concurrency in &levels {
-            let run = serve(&mut batched, &cases, &settings, concurrency)?;
+            let run = serve(&mut *batched, &cases, &settings, concurrency)?;
             let differ: Vec<&str> = run
                 .results
                 .iter()
@@ -214,7 +225,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Decodes every case with `concurrency` sequences in flight.
 fn serve(
-    model: &mut BatchLlama,
+    model: &mut dyn BatchLogitsModel,
     cases: &[Case],
     settings: &Settings<'_>,
     concurrency: usize,
@@ -334,17 +345,23 @@ fn print_throughput(totals: &BTreeMap<usize, Totals>, threads: usize, rounds: us
     }
 }
 
+/// The batch sizes `--batch-curve` times.
+const BATCH_CURVE_SIZES: [usize; 5] = [1, 2, 4, 8, 16];
+
 /// Times one forward over B = 1, 2, 4, 8, 16 sequences of one node each (plain decoding),
 /// every sequence on a 512-token cache: the best wall-clock time and the mean CPU time per
 /// forward over at least a second of repetitions, and both per sequence.
-fn batch_curve(model: &mut BatchLlama, prompt: &[u32]) -> Result<(), Box<dyn std::error::Error>> {
+fn batch_curve(
+    model: &mut dyn BatchLogitsModel,
+    prompt: &[u32],
+) -> Result<(), Box<dyn std::error::Error>> {
     const CACHE: usize = 512;
     let context: Vec<u32> = prompt.iter().copied().cycle().take(CACHE).collect();
     let mut prefill = TokenTree::from_chain(&context)?;
     for node in 0..prefill.len() {
         prefill.set_needs_logits(node, false);
     }
-    let sizes = [1usize, 2, 4, 8, 16];
+    let sizes = BATCH_CURVE_SIZES;
     let mut sequences = Vec::new();
     for _ in 0..sizes[sizes.len() - 1] {
         let seq = model.add_sequence()?;

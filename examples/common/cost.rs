@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use decoding_core::CostCurve;
-use llama_cpu::Llama;
+use decoding_core::{CostCurve, LogitsModel};
 
 use super::cpu;
 
@@ -29,7 +28,7 @@ pub(crate) fn time_calls<E>(mut run: impl FnMut() -> Result<(), E>) -> Result<(f
 /// The model's forward cost for chains of 1 to 64 nodes over a 512-token context (the
 /// first prompt, repeated): the median of several runs per size.
 pub(crate) fn measure(
-    model: &mut Llama,
+    model: &mut dyn LogitsModel,
     prompt: &[u32],
 ) -> Result<CostCurve, Box<dyn std::error::Error>> {
     let context: Vec<u32> = prompt.iter().copied().cycle().take(512).collect();

@@ -2,6 +2,7 @@
 
 pub(crate) mod cost;
 pub(crate) mod cpu;
+pub(crate) mod engine;
 pub(crate) mod eval_data;
 pub(crate) mod report;
 pub(crate) mod run_args;

@@ -2,16 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use decoding_core::{CostCurve, DecodeConfig, Sampling};
-use llama_cpu::Llama;
+use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Sampling};
 
+use super::engine::{EngineArgs, Loaded};
 use super::{cost, eval_data};
 
 /// What to decode, with which strategy and sampling, and where the results go.
 #[derive(clap::Args, Debug)]
 pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     /// Model directory (config.json, model.safetensors, ...).
     #[arg(long, default_value = "assets/pycoder-16m")]
     pub(crate) model: PathBuf,
@@ -62,17 +63,9 @@ impl RunArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// Loads the model with the threads asked for, saying how long it took.
-    pub(crate) fn load_model(&self) -> Result<Llama, Box<dyn std::error::Error>> {
-        let threads = self.threads();
-        let started = Instant::now();
-        let model = Llama::load(&self.model)?.with_threads(threads);
-        eprintln!(
-            "loaded {} in {:.0} ms ({threads} threads)",
-            self.model.display(),
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        Ok(model)
+    /// Loads the engine's weights with the threads asked for, saying how long it took.
+    pub(crate) fn load_engine(&self) -> Result<Loaded, Box<dyn std::error::Error>> {
+        Loaded::load(&self.engine, &self.model, self.threads())
     }
 
     /// The cases to decode (the first `--limit` of them).
@@ -93,7 +86,7 @@ impl RunArgs {
     /// With `--measure-cost`, the model's cost curve over `prompt` (printed).
     pub(crate) fn measure_cost(
         &self,
-        model: &mut Llama,
+        model: &mut dyn LogitsModel,
         prompt: &[u32],
     ) -> Result<Option<CostCurve>, Box<dyn std::error::Error>> {
         if !self.measure_cost {

@@ -1,0 +1,153 @@
+//! The engine a run decodes on, chosen by `--engine`: one match arm per engine, so every
+//! strategy specification runs unchanged on each.
+//!
+//! * `llama-cpu`: this repository's CPU LLaMA (`llama-cpu`), reading the safetensors of
+//!   `--model`.
+//! * `llama-cpp`: llama.cpp through `decoding-llama-cpp` (build with `--features llama-cpp`),
+//!   reading `--gguf FILE`, or `--model` converted to an f32 GGUF file in the system's
+//!   temporary directory when `--gguf` is absent.
+
+#![allow(dead_code)]
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use decoding_core::{BatchLogitsModel, LogitsModel, Requirements};
+use llama_cpu::Llama;
+
+/// The engines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// This repository's CPU LLaMA.
+    LlamaCpu,
+    /// llama.cpp (needs `--features llama-cpp`).
+    LlamaCpp,
+}
+
+/// The engine options of a run.
+#[derive(clap::Args, Debug)]
+pub(crate) struct EngineArgs {
+    /// The engine to decode on.
+    #[arg(long, value_enum, default_value = "llama-cpu")]
+    pub(crate) engine: Engine,
+    /// The GGUF file for `--engine llama-cpp` (default: `--model` converted to f32).
+    #[arg(long)]
+    pub(crate) gguf: Option<PathBuf>,
+}
+
+/// A single-sequence model of some engine.
+pub(crate) trait EngineModel: LogitsModel {
+    /// Threads per forward pass.
+    fn threads(&self) -> usize;
+}
+
+impl EngineModel for Llama {
+    fn threads(&self) -> usize {
+        Llama::threads(self)
+    }
+}
+
+#[cfg(feature = "llama-cpp")]
+impl EngineModel for decoding_llama_cpp::LlamaCpp<'_> {
+    fn threads(&self) -> usize {
+        decoding_llama_cpp::LlamaCpp::threads(self)
+    }
+}
+
+/// An engine's loaded weights, from which models (contexts) are made.
+pub(crate) enum Loaded {
+    LlamaCpu(Llama),
+    #[cfg(feature = "llama-cpp")]
+    LlamaCpp(decoding_llama_cpp::LlamaCppModel, usize),
+}
+
+impl Loaded {
+    /// Loads the weights `args` name, for `threads` threads per forward pass.
+    pub(crate) fn load(
+        args: &EngineArgs,
+        model_dir: &Path,
+        threads: usize,
+    ) -> Result<Self, Box<dyn Error>> {
+        let started = Instant::now();
+        let loaded = match args.engine {
+            Engine::LlamaCpu => Self::LlamaCpu(Llama::load(model_dir)?.with_threads(threads)),
+            #[cfg(feature = "llama-cpp")]
+            Engine::LlamaCpp => {
+                let path = match &args.gguf {
+                    Some(path) => path.clone(),
+                    None => {
+                        let name = model_dir
+                            .file_name()
+                            .map_or("model".into(), |n| n.to_string_lossy());
+                        let path = std::env::temp_dir().join(format!("{name}-f32.gguf"));
+                        let weights = decoding_llama_cpp::WeightType::F32;
+                        decoding_llama_cpp::convert_dir(model_dir, &path, weights)?;
+                        eprintln!("converted {} to {}", model_dir.display(), path.display());
+                        path
+                    }
+                };
+                Self::LlamaCpp(decoding_llama_cpp::LlamaCppModel::load(path)?, threads)
+            }
+            #[cfg(not(feature = "llama-cpp"))]
+            Engine::LlamaCpp => {
+                return Err(
+                    "--engine llama-cpp needs the example built with --features llama-cpp".into(),
+                );
+            }
+        };
+        eprintln!(
+            "loaded {:?} in {:.0} ms ({threads} threads)",
+            args.engine,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(loaded)
+    }
+
+    /// The vocabulary size.
+    pub(crate) fn vocab_size(&self) -> usize {
+        match self {
+            Self::LlamaCpu(llama) => llama.config().vocab_size,
+            #[cfg(feature = "llama-cpp")]
+            Self::LlamaCpp(model, _) => model.vocab_size(),
+        }
+    }
+
+    /// A single-sequence model providing what `needs` asks for.
+    pub(crate) fn model(
+        &self,
+        needs: Requirements,
+    ) -> Result<Box<dyn EngineModel + '_>, Box<dyn Error>> {
+        let _ = needs;
+        Ok(match self {
+            Self::LlamaCpu(llama) => Box::new(llama.clone()),
+            #[cfg(feature = "llama-cpp")]
+            Self::LlamaCpp(model, threads) => {
+                Box::new(model.context(&llama_cpp_options(*threads, needs))?)
+            }
+        })
+    }
+
+    /// A batched model for up to `sequences` sequences, providing what `needs` asks for.
+    pub(crate) fn batch(
+        &self,
+        needs: Requirements,
+        sequences: usize,
+    ) -> Result<Box<dyn BatchLogitsModel + '_>, Box<dyn Error>> {
+        let _ = (needs, sequences);
+        Ok(match self {
+            Self::LlamaCpu(llama) => Box::new(llama.batch()),
+            #[cfg(feature = "llama-cpp")]
+            Self::LlamaCpp(model, threads) => {
+                Box::new(model.batch(&llama_cpp_options(*threads, needs), sequences)?)
+            }
+        })
+    }
+}
+
+#[cfg(feature = "llama-cpp")]
+fn llama_cpp_options(threads: usize, needs: Requirements) -> decoding_llama_cpp::LlamaCppOptions {
+    decoding_llama_cpp::LlamaCppOptions::new()
+        .with_threads(threads)
+        .with_hidden_states(needs.hidden_state)
+}
