@@ -122,10 +122,13 @@ impl<'m> Engine<'m> {
             })
             .with_embeddings(options.hidden_states())
             .with_pooling_type(LlamaPoolingType::None);
-        let ctx = model
-            .inner()
-            .new_context(backend()?, params)
-            .map_err(LlamaCppError::Context)?;
+        let ctx = {
+            let _creating = model.lock_creation();
+            model
+                .inner()
+                .new_context(backend()?, params)
+                .map_err(LlamaCppError::Context)?
+        };
         if (ctx.n_ctx() as usize) < sizes.cells {
             return Err(LlamaCppError::Options(format!(
                 "llama.cpp made a context of {} cells, {} were asked for",
@@ -442,7 +445,10 @@ impl<'m> Engine<'m> {
             .ctx
             .embeddings_ith(seq.first_index + node as i32)
             .map_err(|e| LlamaCppError::Usage(format!("hidden state of node {node}: {e}")))?;
-        out.assign(&ArrayView1::from(&values[..width]));
+        let values = values.get(..width).ok_or_else(|| {
+            LlamaCppError::Usage(format!("llama.cpp gave {} hidden values", values.len()))
+        })?;
+        out.assign(&ArrayView1::from(values));
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! caches) borrow.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
@@ -35,6 +35,9 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LlamaCppError> {
 pub struct LlamaCppModel {
     model: LlamaModel,
     path: PathBuf,
+    /// Held while a context is created: `llama_init_from_model` may write to the model, so
+    /// two threads must not create contexts from one model at once.
+    creating: Mutex<()>,
 }
 
 impl std::fmt::Debug for LlamaCppModel {
@@ -72,6 +75,7 @@ impl LlamaCppModel {
         Ok(Self {
             model,
             path: path.to_path_buf(),
+            creating: Mutex::new(()),
         })
     }
 
@@ -99,6 +103,11 @@ impl LlamaCppModel {
     /// it evaluates chains only).
     pub fn is_recurrent(&self) -> bool {
         self.model.is_recurrent() || self.model.is_hybrid()
+    }
+
+    /// Serialises context creation (see `creating`).
+    pub(crate) fn lock_creation(&self) -> MutexGuard<'_, ()> {
+        self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The llama-cpp-2 model, for what this adapter does not cover.

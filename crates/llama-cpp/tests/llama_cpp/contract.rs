@@ -5,7 +5,7 @@ use decoding_core::{LogitsModel, ModelError, TokenTree, TreeSupport};
 use decoding_llama_cpp::{LlamaCppError, LlamaCppModel, LlamaCppOptions};
 use ndarray::Array2;
 
-use crate::common::{context, forward, temp_file, tiny};
+use crate::common::{TOLERANCE, compare, context, forward, temp_file, tiny};
 
 fn adapter_error(e: &ModelError) -> &LlamaCppError {
     e.inner()
