@@ -90,8 +90,8 @@ pub enum ConvertError {
         source: std::io::Error,
     },
     /// A bad or unsupported `config.json`.
-    #[error("bad model configuration: {0}")]
-    Config(#[source] llama_cpu::LoadError),
+    #[error(transparent)]
+    Config(llama_cpu::LoadError),
     /// A malformed or truncated safetensors file.
     #[error("bad safetensors data: {0}")]
     Safetensors(#[source] SafeTensorError),

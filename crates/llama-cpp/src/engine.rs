@@ -212,8 +212,8 @@ impl<'m> Engine<'m> {
         if self.exclusive {
             self.ctx.llama_kv_cache_seq_keep(seq.canonical);
         } else {
-            for i in 1..seq.branch_ids.len() {
-                self.remove(seq.branch_ids[i], None)?;
+            for &id in &seq.branch_ids[1..] {
+                self.remove(id, None)?;
             }
         }
         self.remove(seq.canonical, Some(seq.committed))
@@ -365,9 +365,9 @@ impl<'m> Engine<'m> {
         if self.exclusive {
             self.ctx.llama_kv_cache_seq_keep(keep);
         } else {
-            for i in 0..seq.branch_ids.len() {
-                if seq.branch_ids[i] != keep {
-                    self.remove(seq.branch_ids[i], None)?;
+            for &id in &seq.branch_ids {
+                if id != keep {
+                    self.remove(id, None)?;
                 }
             }
         }

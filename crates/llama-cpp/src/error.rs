@@ -54,3 +54,9 @@ pub enum LlamaCppError {
     #[error("unknown sequence {0}")]
     UnknownSequence(u64),
 }
+
+impl From<LlamaCppError> for decoding_core::ModelError {
+    fn from(error: LlamaCppError) -> Self {
+        decoding_core::ModelError::new(error)
+    }
+}

@@ -107,7 +107,9 @@ impl LlamaCppModel {
 
     /// Serialises context creation (see `creating`).
     pub(crate) fn lock_creation(&self) -> MutexGuard<'_, ()> {
-        self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.creating
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The llama-cpp-2 model, for what this adapter does not cover.

@@ -93,9 +93,3 @@ impl HiddenStates for LlamaCpp<'_> {
         Ok(self.engine.hidden_state(&self.sequence, node, out)?)
     }
 }
-
-impl From<LlamaCppError> for ModelError {
-    fn from(error: LlamaCppError) -> Self {
-        ModelError::new(error)
-    }
-}
