@@ -37,7 +37,7 @@ use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use rand::SeedableRng;
 
-use common::engine::EngineModel;
+use common::engine::{self, EngineModel};
 use common::eval_data::{self, CaseResult};
 use common::run_args::RunArgs;
 use common::{cost, cpu, report};
@@ -68,14 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env = env.with_cost_curve(curve);
     }
     let factory = spec::parse(&args.run.strategy, &env)?;
-    // Medusa heads run by the library read hidden states, which an engine may provide only
-    // when asked.
-    let needs = factory
-        .build(&CaseInputs {
-            prompt: &cases[0].prompt_ids,
-            references: &cases[0].references,
-        })?
-        .requirements();
+    let needs = engine::needs(factory.as_ref(), &cases[0])?;
     if needs != Requirements::NONE {
         model = engine.model(needs)?;
     }

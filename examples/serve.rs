@@ -47,6 +47,7 @@ use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
 use rand::SeedableRng;
 
+use common::engine;
 use common::eval_data::{self, Case, CaseResult};
 use common::run_args::RunArgs;
 use common::{cost, cpu, report};
@@ -153,14 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         env = env.with_cost_curve(curve);
     }
     let factory = spec::parse(&args.run.strategy, &env)?;
-    // Medusa heads run by the library read hidden states, which an engine may provide only
-    // when asked.
-    let needs = factory
-        .build(&CaseInputs {
-            prompt: &cases[0].prompt_ids,
-            references: &cases[0].references,
-        })?
-        .requirements();
+    let needs = engine::needs(factory.as_ref(), &cases[0])?;
     let mut batched = engine.batch(needs, args.concurrency)?;
     println!("strategy: {}", factory.describe());
     let settings = Settings {

@@ -15,6 +15,20 @@ use std::time::Instant;
 
 use decoding_core::{BatchLogitsModel, LogitsModel, Requirements};
 use llama_cpu::Llama;
+use parallel_decoding::spec::{CaseInputs, SpecError, StrategyFactory};
+
+use super::eval_data::Case;
+
+/// What the strategies of `factory` need beyond logits (Medusa heads run by the library
+/// read hidden states, which an engine may provide only when asked), from one built for
+/// `case`.
+pub(crate) fn needs(factory: &dyn StrategyFactory, case: &Case) -> Result<Requirements, SpecError> {
+    let strategy = factory.build(&CaseInputs {
+        prompt: &case.prompt_ids,
+        references: &case.references,
+    })?;
+    Ok(strategy.requirements())
+}
 
 /// The engines.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

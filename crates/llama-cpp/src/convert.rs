@@ -242,48 +242,26 @@ pub fn to_gguf(
     w.string("general.architecture", "llama");
     w.string("general.name", "converted by decoding-llama-cpp");
     w.u32("general.file_type", weights.file_type());
-    w.u32(
-        "llama.context_length",
-        to_u32("context", config.max_position_embeddings)?,
-    );
-    w.u32(
-        "llama.embedding_length",
-        to_u32("hidden size", config.hidden_size)?,
-    );
-    w.u32(
-        "llama.feed_forward_length",
-        to_u32("ffn size", config.intermediate_size)?,
-    );
-    w.u32(
-        "llama.block_count",
-        to_u32("layers", config.num_hidden_layers)?,
-    );
-    w.u32(
-        "llama.attention.head_count",
-        to_u32("heads", config.num_attention_heads)?,
-    );
-    w.u32(
-        "llama.attention.head_count_kv",
-        to_u32("kv heads", config.kv_heads())?,
-    );
-    w.u32(
-        "llama.attention.key_length",
-        to_u32("head width", config.head_width())?,
-    );
-    w.u32(
-        "llama.attention.value_length",
-        to_u32("head width", config.head_width())?,
-    );
-    w.u32(
-        "llama.rope.dimension_count",
-        to_u32("head width", config.head_width())?,
-    );
+    let head = config.head_width();
+    for (key, value) in [
+        ("context_length", config.max_position_embeddings),
+        ("embedding_length", config.hidden_size),
+        ("feed_forward_length", config.intermediate_size),
+        ("block_count", config.num_hidden_layers),
+        ("attention.head_count", config.num_attention_heads),
+        ("attention.head_count_kv", config.kv_heads()),
+        ("attention.key_length", head),
+        ("attention.value_length", head),
+        ("rope.dimension_count", head),
+        ("vocab_size", config.vocab_size),
+    ] {
+        w.u32(&format!("llama.{key}"), to_u32(key, value)?);
+    }
     w.f32("llama.rope.freq_base", config.rope_theta as f32);
     w.f32(
         "llama.attention.layer_norm_rms_epsilon",
         config.rms_norm_eps as f32,
     );
-    w.u32("llama.vocab_size", to_u32("vocabulary", config.vocab_size)?);
     write_tokenizer(&mut w, config, special, tokenizer_json)?;
 
     let matrix_type = weights.tensor_type();
