@@ -133,13 +133,14 @@ impl Loaded {
         needs: Requirements,
     ) -> Result<Box<dyn EngineModel + '_>, Box<dyn Error>> {
         let _ = needs;
-        Ok(match self {
+        let model: Box<dyn EngineModel + '_> = match self {
             Self::LlamaCpu(llama) => Box::new(llama.clone()),
             #[cfg(feature = "llama-cpp")]
             Self::LlamaCpp(model, threads) => {
                 Box::new(model.context(&llama_cpp_options(*threads, needs))?)
             }
-        })
+        };
+        Ok(model)
     }
 
     /// A batched model for up to `sequences` sequences, providing what `needs` asks for.
@@ -149,13 +150,14 @@ impl Loaded {
         sequences: usize,
     ) -> Result<Box<dyn BatchLogitsModel + '_>, Box<dyn Error>> {
         let _ = (needs, sequences);
-        Ok(match self {
+        let model: Box<dyn BatchLogitsModel + '_> = match self {
             Self::LlamaCpu(llama) => Box::new(llama.batch()),
             #[cfg(feature = "llama-cpp")]
             Self::LlamaCpp(model, threads) => {
                 Box::new(model.batch(&llama_cpp_options(*threads, needs), sequences)?)
             }
-        })
+        };
+        Ok(model)
     }
 }
 
