@@ -71,7 +71,7 @@ impl EngineModel for decoding_llama_cpp::LlamaCpp<'_> {
 
 /// An engine's loaded weights, from which models (contexts) are made.
 pub(crate) enum Loaded {
-    LlamaCpu(Llama),
+    LlamaCpu(Box<Llama>),
     #[cfg(feature = "llama-cpp")]
     LlamaCpp(decoding_llama_cpp::LlamaCppModel, usize),
 }
@@ -85,7 +85,9 @@ impl Loaded {
     ) -> Result<Self, Box<dyn Error>> {
         let started = Instant::now();
         let loaded = match args.engine {
-            Engine::LlamaCpu => Self::LlamaCpu(Llama::load(model_dir)?.with_threads(threads)),
+            Engine::LlamaCpu => {
+                Self::LlamaCpu(Box::new(Llama::load(model_dir)?.with_threads(threads)))
+            }
             #[cfg(feature = "llama-cpp")]
             Engine::LlamaCpp => {
                 let path = match &args.gguf {
@@ -134,7 +136,7 @@ impl Loaded {
     ) -> Result<Box<dyn EngineModel + '_>, Box<dyn Error>> {
         let _ = needs;
         let model: Box<dyn EngineModel + '_> = match self {
-            Self::LlamaCpu(llama) => Box::new(llama.clone()),
+            Self::LlamaCpu(llama) => llama.clone(),
             #[cfg(feature = "llama-cpp")]
             Self::LlamaCpp(model, threads) => {
                 Box::new(model.context(&llama_cpp_options(*threads, needs))?)

@@ -52,9 +52,12 @@ fn bad_trees_and_shapes_are_errors_that_keep_the_context() {
     model.commit(&[0, 1]).unwrap();
     let next = TokenTree::new(6);
     let expected = forward(&mut model, &next);
-    assert_eq!(
-        expected.row(0),
-        before.row(2),
+    let (diff, agree) = compare(
+        expected.row(0).as_slice().unwrap(),
+        before.row(2).as_slice().unwrap(),
+    );
+    assert!(
+        diff <= TOLERANCE && agree,
         "committing equals the prefill rows"
     );
 

@@ -19,6 +19,10 @@ fn build(root: Token, nodes: &[(usize, Token, bool)]) -> TokenTree {
     tree
 }
 
+/// One step: the root, the other nodes as `(parent choice, token, needs logits)`, and what
+/// follows the forward.
+type Step = (Token, Vec<(usize, Token, bool)>, After);
+
 /// What happens after a forward.
 #[derive(Clone, Debug)]
 enum After {
@@ -41,7 +45,7 @@ fn after() -> impl Strategy<Value = After> {
     ]
 }
 
-fn step() -> impl Strategy<Value = (Token, Vec<(usize, Token, bool)>, After)> {
+fn step() -> impl Strategy<Value = Step> {
     (
         1u32..300,
         prop::collection::vec(
@@ -54,11 +58,7 @@ fn step() -> impl Strategy<Value = (Token, Vec<(usize, Token, bool)>, After)> {
 
 /// Runs the steps on `model` and checks every logits row against a from-scratch
 /// recomputation; returns the largest difference seen.
-fn check_steps(
-    options: &LlamaCppOptions,
-    prompt: &[Token],
-    steps: &[(Token, Vec<(usize, Token, bool)>, After)],
-) -> f32 {
+fn check_steps(options: &LlamaCppOptions, prompt: &[Token], steps: &[Step]) -> f32 {
     let mut model = tiny().context(options).unwrap();
     let mut reference = context(tiny());
     let chains = options.tree_support() == TreeSupport::ChainsOnly;
