@@ -143,7 +143,7 @@ impl<'m> Engine<'m> {
             vocab_size: model.vocab_size(),
             hidden_size: options.hidden_states().then(|| model.hidden_size()),
             sizes,
-            tree_cells: sizes.cells / sequences - sizes.context,
+            tree_cells: options.tree_cells(),
             tree_support: options.tree_support(),
             threads: options.threads(),
             exclusive: sequences == 1,

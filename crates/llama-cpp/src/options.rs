@@ -117,6 +117,11 @@ impl LlamaCppOptions {
         self
     }
 
+    /// KV-cache cells per sequence for uncommitted tree nodes.
+    pub fn tree_cells(&self) -> usize {
+        self.tree_cells
+    }
+
     /// Threads per forward pass.
     pub fn threads(&self) -> usize {
         self.threads
@@ -180,6 +185,9 @@ impl LlamaCppOptions {
                     self.tree_cells
                 ))
             })?;
+        // llama.cpp reserves an output row per sequence id at creation, within its batch size
+        // (at most the cells): a context has at least as many cells as sequence ids.
+        let cells = cells.max(sequences * branches);
         Ok(Sizes {
             context,
             cells,
