@@ -8,8 +8,7 @@
 //! ```
 //!
 //! `--model DIR` holds `config.json`, `model.safetensors` (and optionally the Medusa heads a
-//! strategy may load); `--engine candle` runs it on candle instead of `llama-cpu` (build
-//! with `--features candle`); `--cases FILE` is an eval file as described in
+//! strategy may load); `--cases FILE` is an eval file as described in
 //! `assets/eval/README.md`. Decoding stops at the case's `max_new_tokens` or at EOS id 0.
 //! `--out FILE` receives one JSON record per case (see `common/eval_data.rs`). With
 //! `--expected FILE` every output is compared with the expected one, and for a greedy run
@@ -31,11 +30,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::{DecodeConfig, LogitsModel, Sampling, TokenTree, generate_streaming};
+use decoding_core::{
+    DecodeConfig, LogitsModel, Requirements, Sampling, TokenTree, generate_streaming,
+};
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use rand::SeedableRng;
 
+use common::engine::{self, EngineModel};
 use common::eval_data::{self, CaseResult};
 use common::run_args::RunArgs;
 use common::{cost, cpu, report};
@@ -53,24 +55,26 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let loaded = args.run.load_model()?;
-    // The draft strategy's early exit shares llama-cpu's weights.
-    let llama = loaded.llama().cloned();
-    let mut model = loaded.into_model();
+    let engine = args.run.load_engine()?;
+    let mut model = engine.model(Requirements::NONE)?;
     let cases = args.run.cases()?;
     if args.cost_curve {
-        return cost_curve(&mut *model, &cases[0].prompt_ids, args.run.threads());
+        return cost_curve(&mut *model, &cases[0].prompt_ids);
     }
     let expected = args.run.expected()?;
-    let measured = args.run.measure_cost(&mut *model, &cases[0].prompt_ids)?;
-    let mut env = SpecEnv::new(model.vocab_size()).with_model_dir(&args.run.model);
-    if let Some(llama) = &llama {
+    let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
+    let mut env = SpecEnv::new(engine.vocab_size()).with_model_dir(&args.run.model);
+    if let Some(llama) = engine.llama() {
         env = env.with_model(llama);
     }
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
     let factory = spec::parse(&args.run.strategy, &env)?;
+    let needs = engine::needs(factory.as_ref(), &cases[0])?;
+    if needs != Requirements::NONE {
+        model = engine.model(needs)?;
+    }
     let sampling = args.run.sampling()?;
     println!("strategy: {}", factory.describe());
 
@@ -91,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cpu_start = cpu::process_cpu_time();
         let mut cpu_after_prefill = None;
         let out = generate_streaming(
-            &mut *model,
+            &mut model,
             strategy,
             &case.prompt_ids,
             &config,
@@ -147,7 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         if identical == Some(false) && sampling == Sampling::greedy() {
             let reference = &expected.as_ref().expect("compared")[&case.id];
-            explain_difference(&mut *model, case, &result.generated, reference)?;
+            explain_difference(&mut model, case, &result.generated, reference)?;
         }
         results.push(result);
     }
@@ -212,9 +216,8 @@ fn explain_difference(
 /// Times one forward over trees of k = 1, 2, 4, ..., 128 nodes on top of a 512-token cache:
 /// a chain, and a bushy tree (every node has up to 4 children, filled breadth first).
 fn cost_curve(
-    model: &mut dyn LogitsModel,
+    model: &mut dyn EngineModel,
     prompt: &[u32],
-    threads: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     const CACHE: usize = 512;
     let context: Vec<u32> = prompt.iter().copied().cycle().take(CACHE).collect();
@@ -248,7 +251,7 @@ fn cost_curve(
     println!(
         "forward over a {CACHE}-token cache, {} threads: best wall-clock ms of one forward, and \
          mean CPU ms (all threads) per forward",
-        threads
+        model.threads()
     );
     println!(
         "{:>4} | {:>9} {:>6} {:>9} {:>6} | {:>9} {:>6} {:>9} {:>6}",

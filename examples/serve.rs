@@ -1,7 +1,6 @@
 //! The serving example: decodes an eval set with C sequences in flight on the batched CPU
-//! model ([`decode_batch`] over [`llama_cpu::BatchLlama`], or over
-//! `decoding_candle::BatchCandleLlama` with `--engine candle` and `--features candle`),
-//! checks the outputs, and compares throughput with C = 1 measured in the same run.
+//! model ([`decode_batch`] over [`llama_cpu::BatchLlama`]), checks the outputs, and compares
+//! throughput with C = 1 measured in the same run.
 //!
 //! ```text
 //! cargo run --release --example serve -- --strategy greedy --concurrency 8 --threads 1 \
@@ -41,12 +40,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use decoding_core::{
-    BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Sampling, TokenTree, decode_batch,
+    BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Requirements, Sampling, TokenTree,
+    decode_batch,
 };
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
 use rand::SeedableRng;
 
+use common::engine;
 use common::eval_data::{self, Case, CaseResult};
 use common::run_args::RunArgs;
 use common::{cost, cpu, report};
@@ -138,22 +139,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--concurrency and --rounds must be at least 1".into());
     }
     let threads = args.run.threads();
-    let mut model = args.run.load_model()?;
+    let engine = args.run.load_engine()?;
     let cases = args.run.cases()?;
-    let measured = args.run.measure_cost(model.model(), &cases[0].prompt_ids)?;
-    let mut batched = model.batch();
+    let measured = args
+        .run
+        .measure_cost(&mut engine.model(Requirements::NONE)?, &cases[0].prompt_ids)?;
     if args.batch_curve {
+        let mut batched = engine.batch(Requirements::NONE, BATCH_CURVE_SIZES[4])?;
         return batch_curve(&mut *batched, &cases[0].prompt_ids);
     }
     let expected = args.run.expected()?;
-    let mut env = SpecEnv::new(batched.vocab_size()).with_model_dir(&args.run.model);
-    if let Some(llama) = model.llama() {
+    let mut env = SpecEnv::new(engine.vocab_size()).with_model_dir(&args.run.model);
+    if let Some(llama) = engine.llama() {
         env = env.with_model(llama);
     }
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
     let factory = spec::parse(&args.run.strategy, &env)?;
+    let needs = engine::needs(factory.as_ref(), &cases[0])?;
+    let mut batched = engine.batch(needs, args.concurrency)?;
     println!("strategy: {}", factory.describe());
     let settings = Settings {
         factory: factory.as_ref(),
@@ -337,6 +342,9 @@ fn print_throughput(totals: &BTreeMap<usize, Totals>, threads: usize, rounds: us
     }
 }
 
+/// The batch sizes `--batch-curve` times.
+const BATCH_CURVE_SIZES: [usize; 5] = [1, 2, 4, 8, 16];
+
 /// Times one forward over B = 1, 2, 4, 8, 16 sequences of one node each (plain decoding),
 /// every sequence on a 512-token cache: the best wall-clock time and the mean CPU time per
 /// forward over at least a second of repetitions, and both per sequence.
@@ -350,7 +358,7 @@ fn batch_curve(
     for node in 0..prefill.len() {
         prefill.set_needs_logits(node, false);
     }
-    let sizes = [1usize, 2, 4, 8, 16];
+    let sizes = BATCH_CURVE_SIZES;
     let mut sequences = Vec::new();
     for _ in 0..sizes[sizes.len() - 1] {
         let seq = model.add_sequence()?;

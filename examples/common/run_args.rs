@@ -2,22 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Sampling};
 
-use super::engine::{Engine, Loaded};
+use super::engine::{EngineArgs, Loaded};
 use super::{cost, eval_data};
 
 /// What to decode, with which strategy and sampling, and where the results go.
 #[derive(clap::Args, Debug)]
 pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     /// Model directory (config.json, model.safetensors, ...).
     #[arg(long, default_value = "assets/pycoder-16m")]
     pub(crate) model: PathBuf,
-    /// The engine that runs the model.
-    #[arg(long, value_enum, default_value_t)]
-    pub(crate) engine: Engine,
     /// Eval cases (JSON).
     #[arg(long, default_value = "assets/eval/dev_eval.json")]
     pub(crate) cases: PathBuf,
@@ -65,18 +63,9 @@ impl RunArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// Loads the model with the threads asked for, saying how long it took.
-    pub(crate) fn load_model(&self) -> Result<Loaded, Box<dyn std::error::Error>> {
-        let threads = self.threads();
-        let started = Instant::now();
-        let model = self.engine.load(&self.model, threads)?;
-        eprintln!(
-            "loaded {} on {:?} in {:.0} ms ({threads} threads)",
-            self.model.display(),
-            self.engine,
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        Ok(model)
+    /// Loads the engine's weights with the threads asked for, saying how long it took.
+    pub(crate) fn load_engine(&self) -> Result<Loaded, Box<dyn std::error::Error>> {
+        Loaded::load(&self.engine, &self.model, self.threads())
     }
 
     /// The cases to decode (the first `--limit` of them).
