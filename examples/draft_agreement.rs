@@ -16,6 +16,8 @@
 
 #[path = "common/eval_data.rs"]
 mod eval_data;
+#[path = "common/exit.rs"]
+mod exit;
 
 use clap::Parser;
 use decoding_core::{LogitsModel, TokenTree};
@@ -66,8 +68,11 @@ fn logits(
     Ok(out)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    exit::exit_code(run(&Args::parse()))
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut model = Llama::load(&args.model)?;
     let mut cases = eval_data::load_cases(&args.cases)?.cases;
     cases.truncate(args.limit.unwrap_or(usize::MAX));
@@ -76,7 +81,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Per early exit: positions, greedy agreements, sums of top-1, top-4 and p/q acceptance.
     let mut totals = vec![(0usize, 0usize, 0.0f64, 0.0f64, 0.0f64); layers];
     for case in &cases {
-        let generated = &expected[&case.id];
+        let generated = expected.get(&case.id).ok_or_else(|| {
+            format!(
+                "{}: no expected output for case {}",
+                args.expected.display(),
+                case.id
+            )
+        })?;
         if generated.len() < 2 {
             continue;
         }

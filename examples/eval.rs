@@ -12,7 +12,22 @@
 //! `assets/eval/README.md`. Decoding stops at the case's `max_new_tokens` or at EOS id 0.
 //! `--out FILE` receives one JSON record per case (see `common/eval_data.rs`). With
 //! `--expected FILE` every output is compared with the expected one, and for a greedy run
-//! each difference is explained by the logit gap at the first differing token.
+//! each difference is explained by the logit gap at the first differing token. `--expected`
+//! also takes the `--out` file of an earlier run: a sampled run (`--temperature`, `--top-k`,
+//! `--top-p`, `--min-p`, the penalties `--repetition-penalty`, `--frequency-penalty`,
+//! `--presence-penalty`, `--seed`) is then checked against plain sampling with the same
+//! seed, which every strategy must reproduce token for token. `--logprobs N` records each
+//! generated token's logprob and its N most likely alternatives in the `--out` file
+//! (`--logprobs-mode processed|sampled`: before or after temperature and truncation).
+//!
+//! ```text
+//! cargo run --release --example eval -- --strategy greedy --temperature 0.7 --seed 7 \
+//!     --logprobs 3 --out /tmp/plain.json
+//! cargo run --release --example eval -- --strategy reference --temperature 0.7 --seed 7 \
+//!     --logprobs 3 --expected /tmp/plain.json --out /tmp/reference.json
+//! ```
+//!
+//! A bad option, file or case ends the run with a message naming it (exit code 1).
 //!
 //! The table splits every task into *looping* and *non-looping* cases: an output loops when
 //! its last 32 generated tokens already occur, verbatim, earlier in the generated output
@@ -27,20 +42,19 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::{
-    DecodeConfig, LogitsModel, Requirements, Sampling, TokenTree, generate_streaming,
-};
+use decoding_core::{LogitsModel, Requirements, TokenTree, generate_streaming};
 use ndarray::Array2;
-use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
+use parallel_decoding::spec::{self, CaseInputs, SpecEnv, StrategyFactory};
 use rand::SeedableRng;
 
 use common::engine::{self, EngineModel};
-use common::eval_data::{self, CaseResult};
+use common::eval_data::{self, CaseResult, CpuTimes};
 use common::run_args::RunArgs;
-use common::{cost, cpu, report};
+use common::{cost, cpu, exit, report};
 
 #[derive(Parser, Debug)]
 #[command(about = "Decode an eval set with one strategy and report tau, overhead and speed")]
@@ -53,14 +67,18 @@ struct Args {
     cost_curve: bool,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    exit::exit_code(run(&Args::parse()))
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let engine = args.run.load_engine()?;
     let mut model = engine.model(Requirements::NONE)?;
     let cases = args.run.cases()?;
     if args.cost_curve {
         return cost_curve(&mut *model, &cases[0].prompt_ids);
     }
+    args.run.check_decoding(engine.vocab_size())?;
     let expected = args.run.expected()?;
     let measured = args.run.measure_cost(&mut model, &cases[0].prompt_ids)?;
     let mut env = SpecEnv::new(engine.vocab_size()).with_model_dir(&args.run.model);
@@ -70,89 +88,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
-    let factory = spec::parse(&args.run.strategy, &env)?;
+    let factory = spec::parse(&args.run.strategy, &env)
+        .map_err(|e| format!("--strategy {}: {e}", args.run.strategy))?;
     let needs = engine::needs(factory.as_ref(), &cases[0])?;
     if needs != Requirements::NONE {
         model = engine.model(needs)?;
     }
-    let sampling = args.run.sampling()?;
     println!("strategy: {}", factory.describe());
 
     let mut results = Vec::with_capacity(cases.len());
     for (index, case) in cases.iter().enumerate() {
-        let strategy = factory.build(&CaseInputs {
-            prompt: &case.prompt_ids,
-            references: &case.references,
-        })?;
-        let config = DecodeConfig::new(case.max_new_tokens)
-            .with_eos([0])
-            .with_sampling(sampling)
-            .with_max_nodes(args.run.max_nodes);
-        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
-            args.run.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        let started = Instant::now();
-        let cpu_start = cpu::process_cpu_time();
-        let mut cpu_after_prefill = None;
-        let out = generate_streaming(
+        let result = decode_case(
             &mut model,
-            strategy,
-            &case.prompt_ids,
-            &config,
-            &mut rng,
-            &mut |_| {
-                if cpu_after_prefill.is_none() {
-                    cpu_after_prefill = cpu::process_cpu_time();
-                }
-            },
-        )?;
-        let wall = started.elapsed();
-        let cpu_end = cpu::process_cpu_time();
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let identical = expected.as_ref().and_then(|e| match e.get(&case.id) {
-            Some(tokens) => Some(*tokens == out.tokens),
-            None => {
-                eprintln!("warning: no expected output for {}", case.id);
-                None
-            }
-        });
-        let result = CaseResult {
-            id: case.id.clone(),
-            task: case.task.clone(),
-            looping: eval_data::loops(&out.tokens),
-            forward_passes: out.stats.forward_passes(),
-            nodes: out.stats.tree_nodes(),
-            draft_nodes: out.stats.steps.iter().map(|s| s.draft_nodes).sum(),
-            model_ms: ms(out.stats.model_time()),
-            prefill_ms: out.stats.steps.first().map_or(0.0, |s| ms(s.model_time)),
-            overhead_ms: ms(out.stats.overhead_time()),
-            wall_ms: ms(wall),
-            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| ms(b - a)),
-            cpu_decode_ms: cpu_after_prefill.zip(cpu_end).map(|(a, b)| ms(b - a)),
-            identical,
-            metrics: out
-                .metrics
-                .iter()
-                .map(|m| (m.name.to_string(), m.value))
-                .collect(),
-            generated: out.tokens,
-        };
-        eprintln!(
-            "{:<20} {:>4} tokens  tau {:.3}  {:>8.1} ms{}",
-            result.id,
-            result.generated.len(),
-            result.generated.len() as f64 / result.forward_passes.max(1) as f64,
-            result.wall_ms,
-            match identical {
-                Some(true) => "  identical",
-                Some(false) => "  DIFFERS",
-                None => "",
-            }
-        );
-        if identical == Some(false) && sampling == Sampling::greedy() {
-            let reference = &expected.as_ref().expect("compared")[&case.id];
-            explain_difference(&mut model, case, &result.generated, reference)?;
-        }
+            factory.as_ref(),
+            args,
+            index,
+            case,
+            expected.as_ref(),
+        )
+        .map_err(|e| format!("case {}: {e}", case.id))?;
         results.push(result);
     }
 
@@ -166,10 +120,77 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Some(path) = &args.run.out {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Decodes case number `index`, prints a line about it, and explains a greedy difference
+/// from the expected output.
+fn decode_case(
+    model: &mut Box<dyn EngineModel + '_>,
+    factory: &dyn StrategyFactory,
+    args: &Args,
+    index: usize,
+    case: &eval_data::Case,
+    expected: Option<&BTreeMap<String, Vec<u32>>>,
+) -> Result<CaseResult, Box<dyn std::error::Error>> {
+    let strategy = factory.build(&CaseInputs {
+        prompt: &case.prompt_ids,
+        references: &case.references,
+    })?;
+    let config = args.run.decode_config(case.max_new_tokens);
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
+        args.run.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    let started = Instant::now();
+    let cpu_start = cpu::process_cpu_time();
+    let mut cpu_after_prefill = None;
+    let out = generate_streaming(
+        model,
+        strategy,
+        &case.prompt_ids,
+        &config,
+        &mut rng,
+        &mut |_| {
+            if cpu_after_prefill.is_none() {
+                cpu_after_prefill = cpu::process_cpu_time();
+            }
+        },
+    )?;
+    let wall = started.elapsed();
+    let cpu_end = cpu::process_cpu_time();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let reference = expected.and_then(|e| e.get(&case.id));
+    if expected.is_some() && reference.is_none() {
+        eprintln!("warning: no expected output for {}", case.id);
+    }
+    let cpu = CpuTimes {
+        total_ms: cpu_start.zip(cpu_end).map(|(a, b)| ms(b - a)),
+        decode_ms: cpu_after_prefill.zip(cpu_end).map(|(a, b)| ms(b - a)),
+    };
+    let result = CaseResult::new(case, out, Some(ms(wall)), cpu, reference.map(Vec::as_slice));
+    eprintln!(
+        "{:<20} {:>4} tokens  tau {:.3}  {:>8.1} ms{}",
+        result.id,
+        result.generated.len(),
+        result.generated.len() as f64 / result.forward_passes.max(1) as f64,
+        result.wall_ms,
+        match result.identical {
+            Some(true) => "  identical",
+            Some(false) => "  DIFFERS",
+            None => "",
+        }
+    );
+    if let Some(reference) = reference
+        && result.identical == Some(false)
+        && args.run.is_plain_greedy()
+    {
+        explain_difference(&mut **model, case, &result.generated, reference)?;
+    }
+    Ok(result)
 }
 
 /// Prints where a greedy output first departs from the expected one, and by how much the

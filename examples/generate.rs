@@ -9,6 +9,9 @@
 //! `--model DIR` holds `config.json`, `model.safetensors` and `tokenizer.json` (HF tokenizers
 //! format). Statistics (tau, nodes per step, speed) go to stderr.
 
+#[path = "common/exit.rs"]
+mod exit;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -51,8 +54,11 @@ struct Args {
     threads: Option<usize>,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    exit::exit_code(run(&Args::parse()).map_err(|e| e as Box<dyn std::error::Error>))
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -13,11 +13,23 @@
 //! sequences in flight at once, so the weights are read once per step for all of them.
 //! The output of every sequence is what decoding it alone gives, bit for bit.
 //!
-//! A round decodes all cases twice: with one sequence in flight, then with C (the same loop
-//! and model; only how many sequences share a forward pass differs). `--rounds R` runs R
+//! A round decodes all cases once per concurrency level: with one sequence in flight, then
+//! with each C asked for (the same loop and model; only how many sequences share a forward
+//! pass differs). `--rounds R` runs R
 //! rounds, which evens out the load of a shared machine. Throughput is generated tokens per
 //! second of wall-clock time and per second of process CPU time (all threads), over all
 //! rounds. `--threads 1` gives the cleanest ratio on a small machine.
+//!
+//! `--concurrency 1,4,8` runs several levels; `--against SPEC` runs a second strategy at every
+//! level of every round too (interleaved), so that two node budgets compare in one run: a
+//! cost-aware strategy (`reference:cost=auto`, `composite` with `--measure-cost`) sizes each
+//! sequence's tree on the per-sequence cost curve of a batch of B sequences
+//! ([`decoding_core::CostCurve::per_sequence`]), so its share shrinks as the batch grows;
+//! a fixed budget drafts the same tree whatever the batch. `--max-total-nodes N` caps the
+//! nodes of one batched forward (each sequence in flight gets an equal share) and
+//! `--speculate-up-to B` turns speculation off while more than B sequences are in flight
+//! ([`decoding_core::BatchOptions`]). The sampling, penalty and logprobs options are the
+//! eval runner's.
 //!
 //! `--batch-curve` instead prints what one batched forward costs by the number of sequences
 //! in it (plain decoding, one node per sequence): the most a server can gain by batching on
@@ -36,21 +48,22 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use decoding_core::{
-    BatchLogitsModel, BatchRequest, BatchStats, DecodeConfig, Requirements, Sampling, TokenTree,
-    decode_batch,
+    BatchLogitsModel, BatchOptions, BatchRequest, BatchStats, Requirements, TokenTree,
+    decode_batch_with,
 };
 use ndarray::Array2;
-use parallel_decoding::spec::{self, CaseInputs, SpecEnv, SpecError, StrategyFactory};
+use parallel_decoding::spec::{self, CaseInputs, SpecEnv, StrategyFactory};
 use rand::SeedableRng;
 
 use common::engine;
-use common::eval_data::{self, Case, CaseResult};
+use common::eval_data::{Case, CaseResult, CpuTimes};
 use common::run_args::RunArgs;
-use common::{cost, cpu, report};
+use common::{cost, cpu, exit, report};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,9 +72,23 @@ use common::{cost, cpu, report};
 struct Args {
     #[command(flatten)]
     run: RunArgs,
-    /// Sequences in flight.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    /// Sequences in flight: one level or several (`1,4,8`); C = 1 always runs too, as the
+    /// baseline.
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    concurrency: Vec<usize>,
+    /// A second strategy specification, run at every level of every round beside
+    /// `--strategy` (interleaved), to compare two budgets in one run: for instance
+    /// `reference:cost=auto` (trees sized on the per-sequence cost curve of the batch) against
+    /// `reference` (a fixed budget).
+    #[arg(long)]
+    against: Option<String>,
+    /// At most this many tree nodes per batched forward pass over all sequences (each of the
+    /// B sequences in flight gets an equal share).
+    #[arg(long)]
+    max_total_nodes: Option<usize>,
+    /// Speculate only while at most this many sequences are in flight.
+    #[arg(long)]
+    speculate_up_to: Option<usize>,
     /// Rounds of (C = 1, C = concurrency) runs.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
@@ -73,10 +100,8 @@ struct Args {
 
 /// What every request of a run shares.
 struct Settings<'a> {
-    factory: &'a dyn StrategyFactory,
-    sampling: Sampling,
-    max_nodes: usize,
-    seed: u64,
+    run: &'a RunArgs,
+    options: BatchOptions,
     expected: Option<&'a BTreeMap<String, Vec<u32>>>,
 }
 
@@ -133,10 +158,16 @@ impl Totals {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    if args.concurrency == 0 || args.rounds == 0 {
+fn main() -> ExitCode {
+    exit::exit_code(run(&Args::parse()))
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.concurrency.contains(&0) || args.rounds == 0 {
         return Err("--concurrency and --rounds must be at least 1".into());
+    }
+    if args.max_total_nodes == Some(0) {
+        return Err("--max-total-nodes must be at least 1".into());
     }
     let threads = args.run.threads();
     let engine = args.run.load_engine()?;
@@ -148,6 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut batched = engine.batch(Requirements::NONE, BATCH_CURVE_SIZES[4])?;
         return batch_curve(&mut *batched, &cases[0].prompt_ids);
     }
+    args.run.check_decoding(engine.vocab_size())?;
     let expected = args.run.expected()?;
     let mut env = SpecEnv::new(engine.vocab_size()).with_model_dir(&args.run.model);
     if let Some(llama) = engine.llama() {
@@ -156,49 +188,72 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(curve) = &measured {
         env = env.with_cost_curve(curve);
     }
-    let factory = spec::parse(&args.run.strategy, &env)?;
-    let needs = engine::needs(factory.as_ref(), &cases[0])?;
-    let mut batched = engine.batch(needs, args.concurrency)?;
-    println!("strategy: {}", factory.describe());
+    let mut factories = Vec::new();
+    for (flag, text) in [
+        ("--strategy", Some(&args.run.strategy)),
+        ("--against", args.against.as_ref()),
+    ] {
+        if let Some(text) = text {
+            let factory = spec::parse(text, &env).map_err(|e| format!("{flag} {text}: {e}"))?;
+            println!("strategy {}: {}", factories.len() + 1, factory.describe());
+            factories.push(factory);
+        }
+    }
+    let mut needs = Requirements::NONE;
+    for factory in &factories {
+        let need = engine::needs(factory.as_ref(), &cases[0])?;
+        needs.hidden_state |= need.hidden_state;
+    }
+    let mut levels = args.concurrency.clone();
+    levels.push(1);
+    levels.sort_unstable();
+    levels.dedup();
+    let top = *levels.last().expect("1 is a level");
+    let mut batched = engine.batch(needs, top)?;
     let settings = Settings {
-        factory: factory.as_ref(),
-        sampling: args.run.sampling()?,
-        max_nodes: args.run.max_nodes,
-        seed: args.run.seed,
+        run: &args.run,
+        options: BatchOptions::new(1)
+            .with_max_total_nodes(args.max_total_nodes)
+            .with_speculate_up_to(args.speculate_up_to),
         expected: expected.as_ref(),
     };
 
-    let levels = if args.concurrency == 1 {
-        vec![1]
-    } else {
-        vec![1, args.concurrency]
-    };
-    let mut totals: BTreeMap<usize, Totals> = BTreeMap::new();
+    let mut totals: BTreeMap<(usize, usize), Totals> = BTreeMap::new();
     let mut last = Vec::new();
     for round in 1..=args.rounds {
         for &concurrency in &levels {
-            let run = serve(&mut *batched, &cases, &settings, concurrency)?;
-            let differ: Vec<&str> = run
-                .results
-                .iter()
-                .filter(|r| r.identical == Some(false))
-                .map(|r| r.id.as_str())
-                .collect();
-            eprintln!(
-                "round {round}, C = {concurrency}: {} tokens in {:.2} s wall, {} CPU{}",
-                run.stats.tokens,
-                run.wall.as_secs_f64(),
-                run.cpu
-                    .map_or("?".to_string(), |c| format!("{:.2} s", c.as_secs_f64())),
-                if differ.is_empty() {
-                    String::new()
-                } else {
-                    format!("; differ from expected: {}", differ.join(" "))
+            for (which, factory) in factories.iter().enumerate() {
+                let run = serve(
+                    &mut *batched,
+                    &cases,
+                    factory.as_ref(),
+                    &settings,
+                    concurrency,
+                )?;
+                let differ: Vec<&str> = run
+                    .results
+                    .iter()
+                    .filter(|r| r.identical == Some(false))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                eprintln!(
+                    "round {round}, strategy {}, C = {concurrency}: {} tokens in {:.2} s wall, \
+                     {} CPU{}",
+                    which + 1,
+                    run.stats.tokens,
+                    run.wall.as_secs_f64(),
+                    run.cpu
+                        .map_or("?".to_string(), |c| format!("{:.2} s", c.as_secs_f64())),
+                    if differ.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; differ from expected: {}", differ.join(" "))
+                    }
+                );
+                totals.entry((which, concurrency)).or_default().add(&run);
+                if concurrency == top && which == 0 {
+                    last = run.results;
                 }
-            );
-            totals.entry(concurrency).or_default().add(&run);
-            if concurrency == args.concurrency {
-                last = run.results;
             }
         }
     }
@@ -214,7 +269,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     print_throughput(&totals, threads, args.rounds);
     if let Some(path) = &args.run.out {
-        std::fs::write(path, serde_json::to_string_pretty(&last)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&last)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -224,6 +280,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn serve(
     model: &mut dyn BatchLogitsModel,
     cases: &[Case],
+    factory: &dyn StrategyFactory,
     settings: &Settings<'_>,
     concurrency: usize,
 ) -> Result<Run, Box<dyn std::error::Error>> {
@@ -231,57 +288,43 @@ fn serve(
         .iter()
         .enumerate()
         .map(|(index, case)| {
-            Ok(BatchRequest {
-                prompt: case.prompt_ids.clone(),
-                strategy: settings.factory.build(&CaseInputs {
+            let strategy = factory
+                .build(&CaseInputs {
                     prompt: &case.prompt_ids,
                     references: &case.references,
-                })?,
-                config: DecodeConfig::new(case.max_new_tokens)
-                    .with_eos([0])
-                    .with_sampling(settings.sampling)
-                    .with_max_nodes(settings.max_nodes),
+                })
+                .map_err(|e| format!("case {}: {e}", case.id))?;
+            Ok(BatchRequest {
+                prompt: case.prompt_ids.clone(),
+                strategy,
+                config: settings.run.decode_config(case.max_new_tokens),
                 // The eval runner's per-case streams.
                 draw: Box::new(rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
-                    settings.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    settings.run.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 )),
             })
         })
-        .collect::<Result<Vec<_>, SpecError>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
+    let options = BatchOptions {
+        concurrency,
+        ..settings.options
+    };
     let (cpu_start, started) = (cpu::process_cpu_time(), Instant::now());
-    let (outputs, stats) = decode_batch(model, requests, concurrency)?;
+    let (outputs, stats) = decode_batch_with(model, requests, &options)?;
     let wall = started.elapsed();
     let cpu = cpu_start.zip(cpu::process_cpu_time()).map(|(a, b)| b - a);
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut results = Vec::with_capacity(cases.len());
     for (case, out) in cases.iter().zip(outputs) {
-        let out = out.map_err(|e| format!("{}: {e}", case.id))?;
-        let identical = settings
-            .expected
-            .and_then(|e| e.get(&case.id))
-            .map(|tokens| *tokens == out.tokens);
-        let (model_ms, overhead_ms) = (ms(out.stats.model_time()), ms(out.stats.overhead_time()));
-        results.push(CaseResult {
-            id: case.id.clone(),
-            task: case.task.clone(),
-            looping: eval_data::loops(&out.tokens),
-            forward_passes: out.stats.forward_passes(),
-            nodes: out.stats.tree_nodes(),
-            draft_nodes: out.stats.steps.iter().map(|s| s.draft_nodes).sum(),
-            model_ms,
-            prefill_ms: out.stats.steps.first().map_or(0.0, |s| ms(s.model_time)),
-            overhead_ms,
-            wall_ms: model_ms + overhead_ms,
-            cpu_ms: None,
-            cpu_decode_ms: None,
-            identical,
-            metrics: out
-                .metrics
-                .iter()
-                .map(|m| (m.name.to_string(), m.value))
-                .collect(),
-            generated: out.tokens,
-        });
+        let out = out.map_err(|e| format!("case {}: {e}", case.id))?;
+        let expected = settings.expected.and_then(|e| e.get(&case.id));
+        let times = CpuTimes::default();
+        results.push(CaseResult::new(
+            case,
+            out,
+            None,
+            times,
+            expected.map(Vec::as_slice),
+        ));
     }
     Ok(Run {
         results,
@@ -291,25 +334,29 @@ fn serve(
     })
 }
 
-/// Prints the throughput at each concurrency and the ratio of the highest to C = 1.
-fn print_throughput(totals: &BTreeMap<usize, Totals>, threads: usize, rounds: usize) {
+/// Prints the throughput of each strategy at each concurrency, the ratio of each level to
+/// C = 1, and (with `--against`) of the first strategy to the second at each level.
+fn print_throughput(totals: &BTreeMap<(usize, usize), Totals>, threads: usize, rounds: usize) {
     println!(
         "\nthroughput ({rounds} round(s), {threads} thread(s) per forward; seqs/fwd = sequences \
-         per batched forward pass):"
+         per batched forward pass; x C=1 = tokens per wall second against C = 1):"
     );
     println!(
-        "{:>4} {:>8} {:>8} {:>8} {:>9} {:>12} {:>9} {:>12} {:>10}",
+        "{:>5} {:>4} {:>8} {:>8} {:>8} {:>6} {:>9} {:>12} {:>7} {:>9} {:>12} {:>10}",
+        "strat",
         "C",
         "forwards",
         "seqs/fwd",
         "tokens",
+        "tau",
         "wall s",
         "tok/s wall",
+        "x C=1",
         "CPU s",
         "tok/s CPU",
         "identical"
     );
-    for (c, t) in totals {
+    for (&(which, c), t) in totals {
         let cpu = t
             .cpu
             .map_or("?".to_string(), |c| format!("{:.2}", c.as_secs_f64()));
@@ -319,26 +366,38 @@ fn print_throughput(totals: &BTreeMap<usize, Totals>, threads: usize, rounds: us
         let identical = t
             .identical
             .map_or("-".to_string(), |(n, of)| format!("{n}/{of}"));
+        let one = totals
+            .get(&(which, 1))
+            .map_or(f64::NAN, Totals::per_wall_second);
         println!(
-            "{c:>4} {:>8} {:>8.2} {:>8} {:>9.2} {:>12.1} {cpu:>9} {per_cpu:>12} {identical:>10}",
+            "{:>5} {c:>4} {:>8} {:>8.2} {:>8} {:>6.3} {:>9.2} {:>12.1} {:>6.2}x {cpu:>9} \
+             {per_cpu:>12} {identical:>10}",
+            which + 1,
             t.forwards / t.runs,
             t.sequence_forwards as f64 / t.forwards.max(1) as f64,
             t.tokens / t.runs,
+            t.tokens as f64 / t.sequence_forwards.max(1) as f64,
             t.wall.as_secs_f64(),
             t.per_wall_second(),
+            t.per_wall_second() / one,
         );
     }
-    if let (Some(one), Some((c, many))) = (totals.get(&1), totals.last_key_value())
-        && *c != 1
+    let levels: Vec<usize> = totals.keys().map(|&(_, c)| c).collect();
+    for c in levels
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
     {
-        let cpu = one
-            .per_cpu_second()
-            .zip(many.per_cpu_second())
-            .map_or("?".to_string(), |(a, b)| format!("{:.2}x", b / a));
-        println!(
-            "C = {c} against C = 1: {:.2}x tokens per wall second, {cpu} tokens per CPU second",
-            many.per_wall_second() / one.per_wall_second()
-        );
+        if let (Some(first), Some(second)) = (totals.get(&(0, c)), totals.get(&(1, c))) {
+            let cpu = first
+                .per_cpu_second()
+                .zip(second.per_cpu_second())
+                .map_or("?".to_string(), |(a, b)| format!("{:.2}x", a / b));
+            println!(
+                "C = {c}: strategy 1 against strategy 2: {:.2}x tokens per wall second, {cpu} \
+                 tokens per CPU second",
+                first.per_wall_second() / second.per_wall_second()
+            );
+        }
     }
 }
 

@@ -2,13 +2,16 @@
 //!
 //! An eval file (see `assets/eval/README.md`) is
 //! `{"tokenizer": ..., "cases": [{"id", "task", "prompt_ids", "references", "max_new_tokens"}]}`;
-//! an expected-output file maps case ids to generated token ids.
+//! an expected-output file maps case ids to generated token ids, or is a results file of an
+//! earlier run (`--out`), whose `generated` tokens are then the expected ones (how a sampled
+//! run is compared with plain sampling at the same seed).
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use decoding_core::{Generation, TokenLogprob};
 use serde::{Deserialize, Serialize};
 
 /// One evaluation case.
@@ -43,10 +46,33 @@ pub(crate) fn load_cases(path: &Path) -> Result<EvalSet, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Reads an expected-output file: `{case id: [token ids]}`.
+/// Reads an expected-output file: `{case id: [token ids]}`, or the results (`--out`) of an
+/// earlier run.
 pub(crate) fn load_expected(path: &Path) -> Result<BTreeMap<String, Vec<u32>>, String> {
+    /// The two layouts.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Expected {
+        Outputs(BTreeMap<String, Vec<u32>>),
+        Results(Vec<Recorded>),
+    }
+    /// What an expected output needs of a result record.
+    #[derive(Deserialize)]
+    struct Recorded {
+        id: String,
+        generated: Vec<u32>,
+    }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let expected = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "{}: neither {{case id: [token ids]}} nor a results file of the eval runner",
+            path.display()
+        )
+    })?;
+    Ok(match expected {
+        Expected::Outputs(outputs) => outputs,
+        Expected::Results(results) => results.into_iter().map(|r| (r.id, r.generated)).collect(),
+    })
 }
 
 /// Length of the repeat that makes an output "loop".
@@ -102,6 +128,78 @@ pub(crate) struct CaseResult {
     pub(crate) identical: Option<bool>,
     /// The strategy's own statistics.
     pub(crate) metrics: BTreeMap<String, f64>,
+    /// Per generated token, its logprob and the most likely alternatives (only with
+    /// `--logprobs`; a logprob of `null` is `-inf`, a token the distribution excludes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) logprobs: Option<Vec<LogprobRecord>>,
+}
+
+/// One generated token's log probability and the most likely tokens at its position.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct LogprobRecord {
+    /// The token.
+    pub(crate) token: u32,
+    /// Its natural log probability.
+    pub(crate) logprob: f64,
+    /// `[token, logprob]` pairs, best first.
+    pub(crate) top: Vec<(u32, f64)>,
+}
+
+impl From<TokenLogprob> for LogprobRecord {
+    fn from(l: TokenLogprob) -> Self {
+        Self {
+            token: l.token,
+            logprob: l.logprob,
+            top: l.top,
+        }
+    }
+}
+
+/// CPU times of one decode, where the caller could measure them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CpuTimes {
+    /// The whole decode.
+    pub(crate) total_ms: Option<f64>,
+    /// After the first forward pass.
+    pub(crate) decode_ms: Option<f64>,
+}
+
+impl CaseResult {
+    /// The record of `case` decoded into `out`, with the wall-clock time (`None`: model
+    /// plus overhead time) and CPU times the caller measured, compared with `expected`.
+    pub(crate) fn new(
+        case: &Case,
+        out: Generation,
+        wall_ms: Option<f64>,
+        cpu: CpuTimes,
+        expected: Option<&[u32]>,
+    ) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let (model_ms, overhead_ms) = (ms(out.stats.model_time()), ms(out.stats.overhead_time()));
+        Self {
+            id: case.id.clone(),
+            task: case.task.clone(),
+            looping: loops(&out.tokens),
+            forward_passes: out.stats.forward_passes(),
+            nodes: out.stats.tree_nodes(),
+            draft_nodes: out.stats.steps.iter().map(|s| s.draft_nodes).sum(),
+            model_ms,
+            prefill_ms: out.stats.steps.first().map_or(0.0, |s| ms(s.model_time)),
+            overhead_ms,
+            wall_ms: wall_ms.unwrap_or(model_ms + overhead_ms),
+            cpu_ms: cpu.total_ms,
+            cpu_decode_ms: cpu.decode_ms,
+            identical: expected.map(|tokens| *tokens == out.tokens),
+            metrics: out
+                .metrics
+                .iter()
+                .map(|m| (m.name.to_string(), m.value))
+                .collect(),
+            logprobs: (!out.logprobs.is_empty())
+                .then(|| out.logprobs.into_iter().map(LogprobRecord::from).collect()),
+            generated: out.tokens,
+        }
+    }
 }
 
 #[cfg(test)]
