@@ -201,8 +201,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut needs = Requirements::NONE;
     for factory in &factories {
-        let need = engine::needs(factory.as_ref(), &cases[0])?;
-        needs.hidden_state |= need.hidden_state;
+        needs = needs.union(engine::needs(factory.as_ref(), &cases[0])?);
     }
     let mut levels = args.concurrency.clone();
     levels.push(1);

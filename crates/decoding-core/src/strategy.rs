@@ -134,6 +134,14 @@ impl Requirements {
         hidden_state: false,
         head_logits: true,
     };
+
+    /// What either `self` or `other` needs (a model serving both strategies provides it).
+    pub const fn union(self, other: Self) -> Self {
+        Self {
+            hidden_state: self.hidden_state || other.hidden_state,
+            head_logits: self.head_logits || other.head_logits,
+        }
+    }
 }
 
 /// A named statistic a strategy reports (pool hit rate, mean match length, ...).

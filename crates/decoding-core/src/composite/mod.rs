@@ -556,13 +556,11 @@ impl Strategy for Composite {
     }
 
     fn requirements(&self) -> Requirements {
-        let mut needs = Requirements::NONE;
-        for source in &self.sources {
-            let r = source.requirements();
-            needs.hidden_state |= r.hidden_state;
-            needs.head_logits |= r.head_logits;
-        }
-        needs
+        self.sources
+            .iter()
+            .fold(Requirements::NONE, |needs, source| {
+                needs.union(source.requirements())
+            })
     }
 
     fn metrics(&self) -> Vec<Metric> {
