@@ -49,7 +49,6 @@ use clap::Parser;
 use decoding_core::{LogitsModel, Requirements, TokenTree, generate_streaming};
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, StrategyFactory};
-use rand::SeedableRng;
 
 use common::engine::{self, EngineModel};
 use common::eval_data::{self, CaseResult, CpuTimes};
@@ -142,9 +141,7 @@ fn decode_case(
         references: &case.references,
     })?;
     let config = args.run.decode_config(case.max_new_tokens);
-    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
-        args.run.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    let mut rng = args.run.case_rng(index);
     let started = Instant::now();
     let cpu_start = cpu::process_cpu_time();
     let mut cpu_after_prefill = None;

@@ -58,7 +58,6 @@ use decoding_core::{
 };
 use ndarray::Array2;
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv, StrategyFactory};
-use rand::SeedableRng;
 
 use common::engine;
 use common::eval_data::{Case, CaseResult, CpuTimes};
@@ -298,9 +297,7 @@ fn serve(
                 strategy,
                 config: settings.run.decode_config(case.max_new_tokens),
                 // The eval runner's per-case streams.
-                draw: Box::new(rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
-                    settings.run.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                )),
+                draw: Box::new(settings.run.case_rng(index)),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -381,12 +378,8 @@ fn print_throughput(totals: &BTreeMap<(usize, usize), Totals>, threads: usize, r
             t.per_wall_second() / one,
         );
     }
-    let levels: Vec<usize> = totals.keys().map(|&(_, c)| c).collect();
-    for c in levels
-        .into_iter()
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        if let (Some(first), Some(second)) = (totals.get(&(0, c)), totals.get(&(1, c))) {
+    for (&(_, c), first) in totals.range((0, 0)..(1, 0)) {
+        if let Some(second) = totals.get(&(1, c)) {
             let cpu = first
                 .per_cpu_second()
                 .zip(second.per_cpu_second())

@@ -136,6 +136,15 @@ impl RunArgs {
             .with_min_p(self.min_p)
     }
 
+    /// The sampler's stream for case number `index`, derived from `--seed` (so that sampled
+    /// outputs depend neither on the strategy nor on the concurrency).
+    pub(crate) fn case_rng(&self, index: usize) -> rand::rngs::Xoshiro256PlusPlus {
+        use rand::SeedableRng;
+        rand::rngs::Xoshiro256PlusPlus::seed_from_u64(
+            self.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+    }
+
     /// The decoding configuration of one case: its token budget, EOS 0, and the sampling,
     /// penalties, logprobs and node budget of the options.
     pub(crate) fn decode_config(&self, max_new_tokens: usize) -> DecodeConfig {
