@@ -7,11 +7,11 @@
 //! ```
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use decoding_core::toy::HashModel;
 use decoding_core::{
     DecodeConfig, Plain, Sampling, SourceId, TokenTree, TreeBuilder, Verification, generate,
     verify_tree,
 };
+use decoding_testkit::toy::HashModel;
 use ndarray::Array2;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};

@@ -32,10 +32,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use decoding_testkit::toy::{ContextLogits, InductionLogits, RecomputeModel, WithRolloutHeads};
 use ndarray::ArrayViewMut2;
-use parallel_decoding::decoding_core::toy::{
-    ContextLogits, InductionLogits, RecomputeModel, WithRolloutHeads,
-};
 use parallel_decoding::decoding_core::{
     CostCurve, DecodeConfig, DecodeStats, HeadLogits, LogitsModel, ModelError, NodeId, Strategy,
     Token, TokenTree, TreeSupport, generate,

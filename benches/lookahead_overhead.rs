@@ -18,8 +18,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use decoding_testkit::toy::NgramModel;
 use ndarray::Array2;
-use parallel_decoding::decoding_core::toy::NgramModel;
 use parallel_decoding::decoding_core::{
     DecodeConfig, Decoder, LogitsModel, NoExtras, Plain, Strategy, Token, TreeSupport,
 };

@@ -20,13 +20,15 @@
 
 #[path = "common/eval_data.rs"]
 mod eval_data;
+#[path = "common/exit.rs"]
+mod exit;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use decoding_core::toy::{NgramTable, RecomputeModel, WindowLogits, WithCost, WithRolloutHeads};
 use decoding_core::{CostCurve, DecodeConfig, DecodeStats, LogitsModel, Token, generate};
+use decoding_testkit::toy::{NgramTable, RecomputeModel, WindowLogits, WithCost, WithRolloutHeads};
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -98,11 +100,14 @@ struct Run {
     identical: usize,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    exit::exit_code(run(&Args::parse()))
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     match &args.model {
         None => {
-            let (mut model, prompts) = toy_model(&args)?;
+            let (mut model, prompts) = toy_model(args)?;
             println!(
                 "toy model: word-level 5-gram of examples/demo/corpus.py, vocabulary {}, 4 \
                  engine heads; simulated cost {} us + {} us per node per forward pass",

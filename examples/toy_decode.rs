@@ -9,11 +9,14 @@
 //! tokens that followed the previous occurrence of the pending token), to show the whole
 //! contract in one screen: draft a tree, let the decoder verify it, learn nothing.
 
-use decoding_core::toy::InductionModel;
+#[path = "common/exit.rs"]
+mod exit;
+
 use decoding_core::{
     DecodeConfig, DecodeError, DraftContext, Generation, Plain, SourceSet, StepFeedback, Strategy,
     Token, TokenTree, generate,
 };
+use decoding_testkit::toy::InductionModel;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
@@ -61,7 +64,11 @@ fn report(name: &str, run: &Generation, plain: &Generation) {
     );
 }
 
-fn main() -> Result<(), DecodeError> {
+fn main() -> std::process::ExitCode {
+    exit::exit_code(run())
+}
+
+fn run() -> Result<(), DecodeError> {
     let mut model = InductionModel::induction(64, 7);
     let prompt: Vec<Token> = (0..24).map(|i| (i * 7 % 13 + 1) as Token).collect();
     let config = DecodeConfig::new(96).with_eos([0]);

@@ -8,7 +8,7 @@
 //!
 //! | crate | what it holds |
 //! | --- | --- |
-//! | [`decoding_core`] | the token tree, the model contract, exact verification, sampling, the decoding loop, toy models |
+//! | [`decoding_core`] | the token tree, the model contract, exact verification, sampling, the decoding loop |
 //! | [`jacobi`] | Jacobi (fixed-point) decoding |
 //! | [`lookahead`] | lookahead decoding (Fu et al., 2024) |
 //! | [`medusa`] | Medusa heads and tree verification (Cai et al., 2024) |

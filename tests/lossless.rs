@@ -2,8 +2,8 @@
 //! equals plain greedy on chains-only models, and sampling several sequences one after the
 //! other with one generator equals plain sampling's output (issue 18's general cases).
 
-use decoding_core::toy::{ChainsOnlyModel, InductionModel, WithRolloutHeads};
 use decoding_core::{DecodeConfig, LogitsModel, Plain, Sampling, Token, generate};
+use decoding_testkit::toy::{ChainsOnlyModel, InductionModel, WithRolloutHeads};
 use parallel_decoding::spec::{self, CaseInputs, SpecEnv};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -25,7 +25,7 @@ const SPECS: &[&str] = &[
     "composite:sources=lookahead:w=3;n=3;g=3+reference+jacobi:k=2",
 ];
 
-fn model(vocab: usize, seed: u64) -> WithRolloutHeads<decoding_core::toy::InductionLogits> {
+fn model(vocab: usize, seed: u64) -> WithRolloutHeads<decoding_testkit::toy::InductionLogits> {
     WithRolloutHeads::new(
         InductionModel::induction(vocab, seed),
         vec![0.9, 0.6, 0.3],
@@ -49,7 +49,7 @@ fn build(spec_text: &str, vocab: usize, prompt: &[Token]) -> Box<dyn decoding_co
 /// on a chains-only model failed with `NotAChain`.
 #[test]
 fn issue18_two_jacobi_sources_on_a_chains_only_model() {
-    let mut model = ChainsOnlyModel(decoding_core::toy::HashModel::new(4, 1));
+    let mut model = ChainsOnlyModel(decoding_testkit::toy::HashModel::new(4, 1));
     let config = DecodeConfig::new(5);
     let prompt = [1, 2, 3];
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);

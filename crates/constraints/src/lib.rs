@@ -19,7 +19,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use decoding_constraints::{RegexConstraint, TokenBytes};
-//! use decoding_core::{generate, toy::HashModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::HashModel;
 //! # use rand::SeedableRng;
 //!
 //! // A vocabulary of 6 tokens: id 0 is the EOS and has no bytes.

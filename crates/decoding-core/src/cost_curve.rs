@@ -247,12 +247,4 @@ mod tests {
         assert_eq!(falling.cost(1000), 2.0);
         assert!((1..2000).all(|n| falling.cost(n) > 0.0));
     }
-
-    #[test]
-    fn measures_a_toy_model() {
-        let mut model = crate::toy::HashModel::new(8, 1);
-        let curve = CostCurve::measure(&mut model, &[1, 2, 3], &[1, 4], 3).unwrap();
-        assert_eq!(curve.points().len(), 2);
-        assert_eq!(model.committed_len(), 0);
-    }
 }

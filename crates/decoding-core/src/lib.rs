@@ -24,10 +24,13 @@
 //!   sharing every forward pass;
 //! * [`enumerate_draws`] and [`target_probability`]: exact output distributions, to test
 //!   that a strategy is lossless under sampling;
-//! * [`toy`]: small deterministic models for tests, examples and benchmarks.
+//!
+//! Toy models for tests, examples and benchmarks, and a conformance check for your own
+//! model, are in the `decoding-testkit` crate.
 //!
 //! ```
-//! use decoding_core::{generate, toy::HashModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::HashModel;
 //!
 //! let mut model = HashModel::new(32, 7);
 //! let config = DecodeConfig::new(20).with_eos([0]);
@@ -55,8 +58,6 @@ mod stats;
 mod strategy;
 mod tree;
 mod verify;
-
-pub mod toy;
 
 pub use batch::{
     BatchLogitsModel, BatchOptions, BatchRequest, BatchStats, PerSequence, SeqId, decode_batch,

@@ -8,7 +8,7 @@ use decoding_core::{CostCurve, DecodeError, LogitsModel, Token};
 /// before and after.
 ///
 /// ```
-/// use decoding_core::toy::{HashModel, WithCost};
+/// use decoding_testkit::toy::{HashModel, WithCost};
 /// use std::time::Duration;
 ///
 /// let ms = Duration::from_millis;

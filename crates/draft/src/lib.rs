@@ -22,7 +22,8 @@
 //!   sources' drafts.
 //!
 //! ```
-//! use decoding_core::{generate, toy::HashModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::HashModel;
 //! use draft::{DraftConfig, DraftStrategy};
 //! # use rand::SeedableRng;
 //!

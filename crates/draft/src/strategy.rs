@@ -110,7 +110,8 @@ struct Stats {
 /// the target's own: token for token under greedy decoding, seed for seed under sampling.
 ///
 /// ```
-/// use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+/// use decoding_core::{generate, DecodeConfig, Plain};
+/// use decoding_testkit::toy::InductionModel;
 /// use draft::{DraftConfig, DraftStrategy};
 /// # use rand::SeedableRng;
 ///

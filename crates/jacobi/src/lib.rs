@@ -56,7 +56,8 @@
 //! ## Example
 //!
 //! ```
-//! use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::InductionModel;
 //! use jacobi::{Init, Jacobi, JacobiConfig};
 //! # use rand::SeedableRng;
 //!

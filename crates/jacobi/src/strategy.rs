@@ -126,7 +126,8 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// [`Init`](crate::Init) policy.
 ///
 /// ```
-/// use decoding_core::{generate, toy::HashModel, DecodeConfig, Plain};
+/// use decoding_core::{generate, DecodeConfig, Plain};
+/// use decoding_testkit::toy::HashModel;
 /// use jacobi::{Jacobi, JacobiConfig};
 /// # use rand::SeedableRng;
 ///

@@ -88,7 +88,8 @@
 //! ## Example
 //!
 //! ```
-//! use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::InductionModel;
 //! use lookahead::{Lookahead, LookaheadConfig};
 //! # use rand::SeedableRng;
 //!

@@ -130,7 +130,8 @@ impl DerefMut for PoolGuard<'_> {
 /// column into the pool, moves the window on, and adds the output's new n-grams to the pool.
 ///
 /// ```
-/// use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+/// use decoding_core::{generate, DecodeConfig, Plain};
+/// use decoding_testkit::toy::InductionModel;
 /// use lookahead::{Lookahead, LookaheadConfig};
 /// # use rand::SeedableRng;
 ///

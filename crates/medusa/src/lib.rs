@@ -16,7 +16,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use decoding_core::{generate, toy::HashModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::HashModel;
 //! use medusa::{HeadSource, HeadWeights, Medusa, MedusaConfig, MedusaHeads, ResBlock};
 //! use ndarray::{Array1, Array2};
 //!

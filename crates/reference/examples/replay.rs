@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 
-use decoding_core::toy::RecomputeModel;
 use decoding_core::{DecodeConfig, Plain, Strategy, Token, generate};
+use decoding_testkit::toy::RecomputeModel;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use reference::ReferenceStrategy;

@@ -27,7 +27,8 @@
 //!   `prompt_lookup_num_tokens`): the same over the prompt and output.
 //!
 //! ```
-//! use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+//! use decoding_core::{generate, DecodeConfig, Plain};
+//! use decoding_testkit::toy::InductionModel;
 //! use reference::{ReferenceConfig, ReferenceStrategy};
 //! # use rand::SeedableRng;
 //!

@@ -33,7 +33,8 @@ struct Stats {
 /// identically distributed (seed for seed identical) under sampling.
 ///
 /// ```
-/// use decoding_core::{generate, toy::InductionModel, DecodeConfig, Plain};
+/// use decoding_core::{generate, DecodeConfig, Plain};
+/// use decoding_testkit::toy::InductionModel;
 /// use reference::{ReferenceConfig, ReferenceStrategy};
 /// # use rand::SeedableRng;
 ///

@@ -9,7 +9,7 @@
 //! some prompts. [`check_model`] finds such mistakes in seconds and says which one it is.
 //!
 //! ```
-//! use decoding_core::toy::HashModel;
+//! use decoding_testkit::toy::HashModel;
 //! use decoding_testkit::{check_model, CheckConfig};
 //!
 //! let mut model = HashModel::new(32, 7); // your engine's model here
@@ -25,7 +25,7 @@
 //!
 //! ```
 //! # use decoding_testkit::{check_model, CheckConfig};
-//! # let mut model = decoding_core::toy::HashModel::new(32, 7);
+//! # let mut model = decoding_testkit::toy::HashModel::new(32, 7);
 //! check_model(&mut model, &CheckConfig::default().with_tolerance(1e-3))?;
 //! # Ok::<(), decoding_testkit::CheckError>(())
 //! ```
@@ -79,6 +79,14 @@
 //! hundred forwards of at most 64 tokens: milliseconds on toy models, seconds on a 16M
 //! model on one CPU core. Diagnosis runs only after a failure.
 //!
+//! ## Toy models
+//!
+//! [`toy`] holds small deterministic models (a recompute adapter over any context function,
+//! caching hash and n-gram models, an induction model, engine-computed heads, a cost
+//! wrapper and a chains-only wrapper) for the tests, examples and benchmarks of this
+//! workspace and of engines that use it: they keep the contract, so they are what a correct
+//! model looks like to [`check_model`].
+//!
 //! ## Batched models
 //!
 //! [`check_batch_model`] checks a [`BatchLogitsModel`](decoding_core::BatchLogitsModel):
@@ -100,6 +108,7 @@ mod plan;
 mod report;
 mod run;
 mod subject;
+pub mod toy;
 mod violation;
 
 pub use batch::check_batch_model;

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use decoding_core::process::RepetitionPenalty;
-use decoding_core::toy::HashModel;
 use decoding_core::{
     Composite, DecodeConfig, Draw, NodeBudget, Plain, Sampling, Strategy, Token, enumerate_draws,
     generate, target_probability_with,
 };
+use decoding_testkit::toy::HashModel;
 use lookahead::{Lookahead, LookaheadConfig};
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;

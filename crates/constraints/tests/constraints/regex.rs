@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use decoding_constraints::{RegexConstraint, RegexError, RegexOptions, TokenBytes};
 use decoding_core::{
-    Constraint, ConstraintError, ConstraintState, DecodeConfig, DecodeError, Plain, Token,
-    generate, toy::HashModel,
+    Constraint, ConstraintError, ConstraintState, DecodeConfig, DecodeError, Plain, Token, generate,
 };
+use decoding_testkit::toy::HashModel;
 use proptest::prelude::*;
 
 use crate::common::{EOS, PATTERNS, constraint, is_prefix, tiny_vocab};

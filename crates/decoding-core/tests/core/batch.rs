@@ -1,11 +1,11 @@
 //! Batched decoding equals decoding each sequence alone.
 
 use crate::common::RandomDrafts;
-use decoding_core::toy::HashModel;
 use decoding_core::{
     BatchOptions, BatchRequest, DecodeConfig, PerSequence, Plain, Sampling, Token, decode_batch,
     decode_batch_with, generate,
 };
+use decoding_testkit::toy::HashModel;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;

@@ -5,11 +5,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::common::{Oracle, RandomDrafts};
-use decoding_core::toy::{HashModel, WithCost};
 use decoding_core::{
     Composite, CostCurve, DecodeConfig, DecodeError, DraftContext, NodeBudget, Plain, StepFeedback,
     Strategy, Token, TokenTree, generate,
 };
+use decoding_testkit::toy::{HashModel, WithCost};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;

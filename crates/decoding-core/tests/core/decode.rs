@@ -1,8 +1,8 @@
 //! The decoding loop: every strategy equals plain decoding; stop conditions never overshoot.
 
 use crate::common::{Oracle, RandomDrafts, naive_greedy};
-use decoding_core::toy::{ChainsOnlyModel, HashModel, InductionModel};
 use decoding_core::{DecodeConfig, Plain, Sampling, StopReason, Token, generate};
+use decoding_testkit::toy::{ChainsOnlyModel, HashModel, InductionModel};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;

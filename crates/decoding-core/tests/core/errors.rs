@@ -1,11 +1,11 @@
 //! Caller mistakes give errors, never panics; model errors pass through.
 
-use decoding_core::toy::{HashModel, RecomputeModel};
 use decoding_core::{
     DecodeConfig, DecodeError, Decoder, DraftContext, LogitsModel, ModelError, NoExtras, NodeId,
     Plain, Sampling, StepFeedback, StopReason, Strategy, Token, TokenTree, TreeError, TreeSupport,
     generate,
 };
+use decoding_testkit::toy::{HashModel, RecomputeModel};
 use ndarray::{Array2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;

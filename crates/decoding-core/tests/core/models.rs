@@ -1,11 +1,11 @@
 //! Every caching toy model agrees with the recompute adapter on random trees and commits.
 
 use crate::common::random_tree;
-use decoding_core::toy::{
+use decoding_core::{LogitsModel, NodeId, Token, TokenTree};
+use decoding_testkit::toy::{
     ContextLogits, HashModel, InductionModel, NgramModel, RecomputeModel, WindowLogits,
     WindowModel, WithCost,
 };
-use decoding_core::{LogitsModel, NodeId, Token, TokenTree};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -141,8 +141,8 @@ fn commit_protocol_is_enforced() {
 
 #[test]
 fn rollout_heads_predict_the_greedy_continuation() {
-    use decoding_core::toy::WithRolloutHeads;
     use decoding_core::{DecodeConfig, Plain, argmax, generate};
+    use decoding_testkit::toy::WithRolloutHeads;
     let prompt = [1, 2, 3];
     let mut plain_model = InductionModel::induction(16, 4);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
@@ -166,4 +166,12 @@ fn rollout_heads_predict_the_greedy_continuation() {
     assert_eq!(argmax(out.row(0).as_slice().unwrap()), Some(free.tokens[1]));
     assert_eq!(argmax(out.row(1).as_slice().unwrap()), Some(free.tokens[2]));
     assert!(WithRolloutHeads::new(InductionModel::induction(4, 1), vec![1.5], 0).is_err());
+}
+
+#[test]
+fn cost_curves_are_measured_on_a_model_and_leave_its_cache_empty() {
+    let mut model = HashModel::new(8, 1);
+    let curve = decoding_core::CostCurve::measure(&mut model, &[1, 2, 3], &[1, 4], 3).unwrap();
+    assert_eq!(curve.points().len(), 2);
+    assert_eq!(model.committed_len(), 0);
 }

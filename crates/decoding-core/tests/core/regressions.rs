@@ -2,11 +2,11 @@
 //! new user's integration (issue 16), one per finding, named after it.
 
 use crate::common::{Oracle, RandomDrafts};
-use decoding_core::toy::{ChainsOnlyModel, HashModel};
 use decoding_core::{
     Composite, DecodeConfig, DecodeError, Draw, LogitsModel, ModelError, NodeBudget, NodeId, Plain,
     Sampling, Strategy, Token, TokenTree, generate,
 };
+use decoding_testkit::toy::{ChainsOnlyModel, HashModel};
 use ndarray::ArrayViewMut2;
 use proptest::prelude::*;
 use rand::SeedableRng;

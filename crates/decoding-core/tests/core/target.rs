@@ -6,13 +6,13 @@ use crate::common::{Oracle, RandomDrafts};
 use decoding_core::process::{
     FrequencyPenalty, LogitBias, NoRepeatNgram, PresencePenalty, RepetitionPenalty,
 };
-use decoding_core::toy::{ChainsOnlyModel, HashModel};
 use decoding_core::{
     Composite, Constraint, ConstraintError, ConstraintState, DecodeConfig, DecodeError, Decoder,
     LogitsModel, LogprobsConfig, LogprobsMode, NodeBudget, NodeId, Plain, Requirements, Sampling,
     StepExtras, StepFeedback, Strategy, Token, TokenTree, enumerate_draws, generate,
     target_probability_with,
 };
+use decoding_testkit::toy::{ChainsOnlyModel, HashModel};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use rand::SeedableRng;

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use crate::common::{RandomDrafts, random_tree};
-use decoding_core::toy::HashModel;
 use decoding_core::{
     DecodeConfig, Plain, Sampling, Token, TokenTree, Verification, argmax, enumerate_draws,
     generate, verify_tree,
 };
+use decoding_testkit::toy::HashModel;
 use ndarray::Array2;
 use proptest::prelude::*;
 use rand::rngs::Xoshiro256PlusPlus;

@@ -2,10 +2,10 @@
 //! deepest draft behind it in chain mode, every token evaluated once when drafts are
 //! accepted; drafter errors are errors, and the next run recovers.
 
-use decoding_core::toy::{ChainsOnlyModel, HashModel};
 use decoding_core::{
     DecodeConfig, DecodeError, Decoder, LogitsModel, ModelExtras, Plain, Token, generate,
 };
+use decoding_testkit::toy::{ChainsOnlyModel, HashModel};
 use draft::{ConfigError, DraftConfig, DraftStrategy, Mode};
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -205,7 +205,8 @@ fn a_drafter_with_a_shorter_context_stops_drafting_at_its_end() {
     let decode = DecodeConfig::new(40);
     let plain = generate(&mut *model, Plain, &prompt, &decode, &mut rng(0)).unwrap();
     for limit in [9, 10, 11, 20, 30] {
-        let drafter = decoding_core::toy::InductionModel::induction(16, 2).with_max_context(limit);
+        let drafter =
+            decoding_testkit::toy::InductionModel::induction(16, 2).with_max_context(limit);
         for config in [DraftConfig::chain(), DraftConfig::tree()] {
             let strategy = DraftStrategy::new(drafter.clone(), config).unwrap();
             let out = generate(&mut *model, strategy, &prompt, &decode, &mut rng(0)).unwrap();

@@ -1,11 +1,11 @@
 //! Random toy targets, drafters that agree with them more or less, and a model wrapper that
 //! counts and can fail.
 
-use decoding_core::toy::{
+use decoding_core::{LogitsModel, ModelError, NodeId, Token, TokenTree, TreeSupport};
+use decoding_testkit::toy::{
     ContextLogits, HashLogits, HashModel, InductionLogits, InductionModel, NgramModel, NgramTable,
     RecomputeModel, WindowLogits,
 };
-use decoding_core::{LogitsModel, ModelError, NodeId, Token, TokenTree, TreeSupport};
 use draft::{DraftConfig, Mode};
 use ndarray::ArrayViewMut2;
 use proptest::prelude::*;

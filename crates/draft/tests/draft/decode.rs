@@ -1,10 +1,10 @@
 //! Decoding with a drafter equals plain decoding: greedy token for token, sampling seed for
 //! seed, stop conditions inside accepted chunks, chains-only targets, inside a composite.
 
-use decoding_core::toy::ChainsOnlyModel;
 use decoding_core::{
     Composite, DecodeConfig, Generation, LogitsModel, NodeBudget, Plain, Sampling, Token, generate,
 };
+use decoding_testkit::toy::ChainsOnlyModel;
 use draft::{DraftConfig, DraftStrategy};
 use proptest::prelude::*;
 use reference::{ReferenceConfig, ReferenceStrategy};

@@ -1,7 +1,7 @@
 //! Shared helpers: random toy models, seeded generators.
 
-use decoding_core::toy::{HashModel, InductionModel, NgramModel};
 use decoding_core::{LogitsModel, Token};
+use decoding_testkit::toy::{HashModel, InductionModel, NgramModel};
 use jacobi::Init;
 use proptest::prelude::*;
 use rand::SeedableRng;

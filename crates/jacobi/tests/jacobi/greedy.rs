@@ -1,8 +1,8 @@
 //! Greedy decoding: Jacobi's output is plain greedy's, token for token.
 
 use crate::common::{init_policy, prompt, rng, toy_kind};
-use decoding_core::toy::{ChainsOnlyModel, RecomputeModel};
 use decoding_core::{DecodeConfig, Plain, Token, generate};
+use decoding_testkit::toy::{ChainsOnlyModel, RecomputeModel};
 use jacobi::{Init, Jacobi, JacobiConfig};
 use proptest::prelude::*;
 

@@ -2,8 +2,8 @@
 //! with recomputing every node from its full context, and lossless decoding with random
 //! drafted trees.
 
-use decoding_core::toy::RecomputeModel;
 use decoding_core::{DecodeConfig, HiddenStates, LogitsModel, Plain, Token, TokenTree, generate};
+use decoding_testkit::toy::RecomputeModel;
 use llama_cpu::Llama;
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;

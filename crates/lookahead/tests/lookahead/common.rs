@@ -1,7 +1,7 @@
 //! Shared helpers: random toy models, configurations, seeded generators.
 
-use decoding_core::toy::{HashModel, InductionModel, NgramModel, RecomputeModel};
 use decoding_core::{LogitsModel, Token};
+use decoding_testkit::toy::{HashModel, InductionModel, NgramModel, RecomputeModel};
 use jacobi::Init;
 use lookahead::{Fill, LookaheadConfig, WindowLogits};
 use proptest::prelude::*;

@@ -2,8 +2,8 @@
 //! prompt, configuration and node budget; the window stays aligned; full matches keep the bonus.
 
 use crate::common::{config, counting, prompt, rng, toy_kind};
-use decoding_core::toy::{ChainsOnlyModel, InductionModel};
 use decoding_core::{DecodeConfig, Decoder, ModelExtras, Plain, Token, generate};
+use decoding_testkit::toy::{ChainsOnlyModel, InductionModel};
 use lookahead::{Lookahead, LookaheadConfig, NgramPool, SharedPool};
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -71,10 +71,11 @@ proptest! {
 /// every step accepts a whole (N - 1)-token candidate and adds the bonus: N tokens per step.
 #[test]
 fn full_match_keeps_the_bonus_token() {
-    let mut model = decoding_core::toy::RecomputeModel::new(4, |_: &[Token], out: &mut [f32]| {
-        out.fill(0.0);
-        out[3] = 1.0;
-    });
+    let mut model =
+        decoding_testkit::toy::RecomputeModel::new(4, |_: &[Token], out: &mut [f32]| {
+            out.fill(0.0);
+            out[3] = 1.0;
+        });
     let la = LookaheadConfig::new(1, 5, 1)
         .unwrap()
         .with_prompt_pool(true)
@@ -98,10 +99,11 @@ fn full_match_keeps_the_bonus_token() {
 /// budget of 1 + 12 nodes lets each step accept 12 tokens plus the bonus.
 #[test]
 fn extended_candidates_accept_more_than_n_minus_one() {
-    let mut model = decoding_core::toy::RecomputeModel::new(4, |_: &[Token], out: &mut [f32]| {
-        out.fill(0.0);
-        out[3] = 1.0;
-    });
+    let mut model =
+        decoding_testkit::toy::RecomputeModel::new(4, |_: &[Token], out: &mut [f32]| {
+            out.fill(0.0);
+            out[3] = 1.0;
+        });
     let la = LookaheadConfig::new(1, 5, 1)
         .unwrap()
         .with_prompt_pool(true)

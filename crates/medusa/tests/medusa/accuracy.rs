@@ -1,8 +1,8 @@
 //! Measuring rank accuracies on a model and data, and building trees from them.
 
 use crate::common::{OracleHeads, random_heads, rng};
-use decoding_core::toy::HashModel;
 use decoding_core::{DecodeConfig, Plain, generate};
+use decoding_testkit::toy::HashModel;
 use medusa::{CandidateTree, HeadScratch, HeadSource, RankAccuracyMeter};
 use ndarray::{Array1, Array2};
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use decoding_core::toy::HashModel;
 use decoding_core::{
     HeadLogits, HiddenStates, LogitsModel, ModelError, NodeId, Token, TokenTree, argmax,
 };
+use decoding_testkit::toy::HashModel;
 use medusa::{HeadWeights, MedusaHeads, ResBlock};
 use ndarray::{Array1, Array2, ArrayViewMut2};
 use rand::rngs::Xoshiro256PlusPlus;

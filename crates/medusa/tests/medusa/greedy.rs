@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::common::{OracleHeads, arc_heads, rng};
-use decoding_core::toy::{ChainsOnlyModel, HashModel};
 use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Plain, StopReason, Token, generate};
+use decoding_testkit::toy::{ChainsOnlyModel, HashModel};
 use medusa::{
     Acceptance, CandidateTree, ContextPrior, DynamicTree, HeadSource, Medusa, MedusaConfig,
     RankAccuracies, TreePolicy, TypicalAcceptance,

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::common::{OracleHeads, arc_heads, rng};
-use decoding_core::toy::HashModel;
 use decoding_core::{
     DecodeConfig, Plain, Sampling, Strategy, Token, enumerate_draws, generate, target_probability,
 };
+use decoding_testkit::toy::HashModel;
 use medusa::{Acceptance, HeadSource, Medusa, MedusaConfig, TypicalAcceptance};
 use proptest::prelude::*;
 

@@ -1,8 +1,8 @@
 //! Candidate tree construction: validity, budgets, and the optimality of sparse trees.
 
 use crate::common::{OracleHeads, rng};
-use decoding_core::toy::HashModel;
 use decoding_core::{DecodeConfig, DraftContext, Strategy as _, TokenTree, generate};
+use decoding_testkit::toy::HashModel;
 use medusa::{
     CandidateTree, DynamicTree, HeadSource, Medusa, MedusaConfig, RankAccuracies, TreePolicy,
 };

@@ -1,8 +1,8 @@
 //! Decoding with every mode equals plain decoding: greedy token for token, sampling seed for
 //! seed.
 
-use decoding_core::toy::{ChainsOnlyModel, HashModel, InductionModel};
 use decoding_core::{CostCurve, DecodeConfig, LogitsModel, Plain, Sampling, Token, generate};
+use decoding_testkit::toy::{ChainsOnlyModel, HashModel, InductionModel};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -180,10 +180,11 @@ fn copying_the_future_saves_forward_passes() {
 #[test]
 fn loops_are_drafted_beyond_their_period() {
     // Generates 0 1 2 3 4 0 1 2 3 4 ... whatever the rest of the context.
-    let mut model = decoding_core::toy::RecomputeModel::new(8, |ctx: &[Token], out: &mut [f32]| {
-        out.fill(0.0);
-        out[(ctx[ctx.len() - 1] as usize + 1) % 5] = 1.0;
-    });
+    let mut model =
+        decoding_testkit::toy::RecomputeModel::new(8, |ctx: &[Token], out: &mut [f32]| {
+            out.fill(0.0);
+            out[(ctx[ctx.len() - 1] as usize + 1) % 5] = 1.0;
+        });
     let decode = DecodeConfig::new(120);
     let prompt = [0, 1, 2, 3, 4, 0, 1];
     let periodic = run(

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use decoding_core::toy::{
+use decoding_core::{LogitsModel, PerSequence, Token, TreeSupport};
+use decoding_testkit::toy::{
     ChainsOnlyModel, HashModel, InductionModel, NgramModel, RecomputeModel, WithCost,
     WithRolloutHeads,
 };
-use decoding_core::{LogitsModel, PerSequence, Token, TreeSupport};
 use decoding_testkit::{CheckConfig, CheckReport, check_batch_model, check_model};
 use proptest::prelude::*;
 

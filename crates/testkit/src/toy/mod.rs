@@ -14,7 +14,7 @@
 //! * [`WithCost`] gives any model a realistic cost per forward pass (a fixed part plus a part
 //!   per node), and [`ChainsOnlyModel`] turns any model into one that evaluates chains only.
 //!
-//! [`LogitsModel`]: crate::LogitsModel
+//! [`LogitsModel`]: decoding_core::LogitsModel
 
 mod cost;
 mod heads;
@@ -30,8 +30,7 @@ pub use window::{
     HashLogits, HashModel, MAX_ORDER, NgramModel, NgramTable, WindowLogits, WindowModel,
 };
 
-use crate::error::ModelError;
-use crate::tree::{NodeId, TokenTree};
+use decoding_core::{ModelError, NodeId, TokenTree};
 
 /// The uncommitted tree of the last forward, shared bookkeeping of the toy models.
 #[derive(Clone, Debug, Default)]

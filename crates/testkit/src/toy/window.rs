@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use ndarray::{ArrayViewMut1, ArrayViewMut2};
 
 use super::{Uncommitted, check_forward, check_truncate, mix, unit};
-use crate::error::ModelError;
-use crate::model::{HiddenStates, LogitsModel};
-use crate::tree::{NodeId, Token, TokenTree};
+use decoding_core::{HiddenStates, LogitsModel, ModelError, NodeId, Token, TokenTree};
 
 /// Longest window a [`WindowModel`] supports.
 pub const MAX_ORDER: usize = 8;
@@ -356,8 +354,14 @@ mod tests {
         let tree = TokenTree::from_chain(&[1, 2]).unwrap();
         let mut logits = Array2::zeros((2, 5));
         model.forward(&tree, logits.view_mut()).unwrap();
-        assert_eq!(crate::argmax(logits.row(1).as_slice().unwrap()), Some(3));
-        assert_eq!(crate::argmax(logits.row(0).as_slice().unwrap()), Some(2));
+        assert_eq!(
+            decoding_core::argmax(logits.row(1).as_slice().unwrap()),
+            Some(3)
+        );
+        assert_eq!(
+            decoding_core::argmax(logits.row(0).as_slice().unwrap()),
+            Some(2)
+        );
     }
 
     #[test]

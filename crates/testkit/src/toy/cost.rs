@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use ndarray::ArrayViewMut2;
 
-use crate::error::ModelError;
-use crate::model::{HeadLogits, HiddenStates, LogitsModel, TreeSupport};
-use crate::tree::{NodeId, TokenTree};
+use decoding_core::{
+    HeadLogits, HiddenStates, LogitsModel, ModelError, NodeId, TokenTree, TreeSupport,
+};
 
 /// Gives a model a realistic cost: every forward pass takes at least `fixed + per_node *
 /// nodes` of wall-clock time (spent spinning, as a GPU kernel or a CPU GEMM would keep the

@@ -4,7 +4,7 @@
 use super::recompute::{ContextLogits, RecomputeModel};
 use super::window::{HashLogits, WindowLogits};
 use super::{mix, unit};
-use crate::tree::Token;
+use decoding_core::Token;
 
 /// Longest suffix the induction search matches.
 const MAX_MATCH: usize = 16;

@@ -4,10 +4,9 @@ use ndarray::{ArrayViewMut2, aview1};
 
 use super::recompute::{ContextLogits, RecomputeModel};
 use super::{mix, unit};
-use crate::error::ModelError;
-use crate::model::{HeadLogits, LogitsModel, TreeSupport};
-use crate::sampling::argmax;
-use crate::tree::{NodeId, Token, TokenTree};
+use decoding_core::{
+    HeadLogits, LogitsModel, ModelError, NodeId, Token, TokenTree, TreeSupport, argmax,
+};
 
 /// A context-function model whose extra decoding heads (Medusa-style, computed by the
 /// "engine": see [`HeadLogits`]) predict the greedy continuation with a chosen accuracy.

@@ -3,9 +3,7 @@
 use ndarray::ArrayViewMut2;
 
 use super::{Uncommitted, check_forward, check_truncate};
-use crate::error::ModelError;
-use crate::model::LogitsModel;
-use crate::tree::{NodeId, Token, TokenTree};
+use decoding_core::{LogitsModel, ModelError, NodeId, Token, TokenTree};
 
 /// Next-token logits as a function of the whole context (every token before the next one).
 ///
@@ -29,7 +27,8 @@ impl<F: FnMut(&[Token], &mut [f32])> ContextLogits for F {
 /// (toy or real) are tested against.
 ///
 /// ```
-/// use decoding_core::{toy::RecomputeModel, LogitsModel, TokenTree};
+/// use decoding_core::{LogitsModel, TokenTree};
+/// use decoding_testkit::toy::RecomputeModel;
 /// use ndarray::Array2;
 ///
 /// // A model that always predicts (last token + 1) mod 4.
