@@ -23,7 +23,7 @@
 //! * [`decode_batch`] over a [`BatchLogitsModel`]: many sequences, each with its own strategy,
 //!   sharing every forward pass;
 //! * [`enumerate_draws`] and [`target_probability`]: exact output distributions, to test
-//!   that a strategy is lossless under sampling;
+//!   that a strategy is lossless under sampling.
 //!
 //! Toy models for tests, examples and benchmarks, and a conformance check for your own
 //! model, are in the `decoding-testkit` crate.

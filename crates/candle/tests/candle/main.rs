@@ -4,6 +4,7 @@
 
 mod batch;
 mod common;
+mod conformance;
 mod contract;
 mod loading;
 mod real_model;

@@ -5,6 +5,7 @@
 
 mod batch;
 mod common;
+mod conformance;
 mod contract;
 mod convert;
 mod pycoder;
