@@ -21,12 +21,12 @@
 //! The tiles: `R` rows of `X` against `NP` panels of 16 columns (one 512-bit register
 //! each): `R x NP` accumulators advance by one fused multiply-add per `kk`, the row values
 //! broadcast from memory, the panel rows loaded (f16 ones widened by `VCVTPH2PS`) once per
-//! `kk` for all `R` rows. Rows are split into near-equal tiles of at most [`MAX_ROWS`]
-//! ([`MAX_ROWS_CONVERTED`] over f16 panels, whose conversions compete with the FMAs for
-//! the same ports: the taller the tile, the fewer conversions per FMA); each tile reads
-//! [`panels_for`] panels side by side (8 for one row, so that a single row, limited by
-//! memory, keeps 8 streams of weights in flight). Panels go group by group, and within a
-//! group tile by tile, so that the weights of a group come from memory once.
+//! `kk` for all `R` rows. Rows are split into near-equal tiles of at most [`MAX_ROWS`];
+//! each tile reads [`panels_for`] panels side by side (8 for one row, so that a single row,
+//! limited by memory, keeps 8 streams of weights in flight). Panels go group by group, and
+//! within a group tile by tile, so that the weights of a group come from memory once (for
+//! the first tile; the others find them in cache), while each tile prefetches the next
+//! group's ([`prefetch_distance`]).
 //!
 //! Every element is still `acc = +0; acc = fma(x[kk], w[kk], acc)` in increasing `kk`: the
 //! same chain, hence the same bits, as the portable tiles and as any other tile here.
@@ -48,35 +48,29 @@ pub(crate) fn available() -> Option<V4> {
     }
 }
 
-/// Rows of the tallest tile over f32 panels: 8 rows x 2 panels is 16 accumulators, plus
-/// the 8 broadcast row values and 2 panel rows that LLVM keeps in registers at once (of
-/// 32). Taller tiles of two panels compile to loops that spill accumulators.
+/// Rows of the tallest tile: 8 rows x 2 panels is 16 accumulators, plus the broadcast row
+/// values and 2 panel rows that LLVM keeps in registers at once (of 32), and 8 row pointers
+/// fit in the general registers. Taller tiles of two panels spill accumulators; taller
+/// tiles of one panel (16 x 1 over f16 panels, one `VCVTPH2PS` per 16 FMAs instead of 2)
+/// reload row pointers from the stack every `kk`, and even with their rows interleaved
+/// behind one pointer they measured 3-7% slower than two 8 x 2 tiles at k = 16 and 32.
 pub(crate) const MAX_ROWS: usize = 8;
 
-/// Rows of the tallest tile over f16 panels, which read one panel: a `VCVTPH2PS` takes two
-/// slots of the ports the FMAs use, so a tile of `R` rows spends `R / (R + 2)` of them on
-/// FMAs; with one panel the broadcasts fold into the FMAs and 16 accumulators fit.
-pub(crate) const MAX_ROWS_CONVERTED: usize = 16;
-
-/// Rows of a panel that a tile asks the memory system for ahead of reading them: the
-/// weights stream from L3 or DRAM, and the hardware prefetchers stop at every 4 KB page
-/// (128 rows of an f16 panel); 64 rows are a few hundred cycles of the tallest tiles.
-const AHEAD: usize = 64;
-
-/// Tiles reading at most this many panels side by side prefetch: the tall ones, which
-/// stream one or two panels, and whose profile showed the time waiting on weight loads.
-/// Wide tiles (one to four rows) keep 4 or 8 streams in flight for the hardware
-/// prefetchers, and a single row did not get faster with the extra requests.
-const PREFETCHING: usize = 2;
-
-/// The tallest tile for panels that convert their rows (`converts`) or not.
-fn max_rows(converts: bool) -> usize {
-    if converts {
-        MAX_ROWS_CONVERTED
-    } else {
-        MAX_ROWS
-    }
+/// Rows ahead of `kk` that a tile reading `np` panels side by side asks the memory system
+/// for (rows past a panel's end are the next panels': weights are stored panel after
+/// panel). Tiles of up to four panels prefetch exactly one group ahead (`np x depth`
+/// rows): row `kk` of the panels that the next group's tiles read, so every request is for
+/// data used one group's time later, long after it arrives, and two groups stay in cache
+/// (at most 4 x 1024 x 32 bytes each, in L2). Eight panels (the single-row tile, limited
+/// by memory) prefetch [`WIDE_AHEAD`] rows ahead in each of their eight streams: a group
+/// ahead there would keep 256 KB in flight. The hardware prefetchers alone left the tiles
+/// waiting on weights (k = 1 took 1.34 ms before, 1.00 ms now; the crate docs' roofline).
+fn prefetch_distance(np: usize, depth: usize) -> usize {
+    if np <= 4 { np * depth } else { WIDE_AHEAD }
 }
+
+/// Rows ahead in each panel of an eight-panel tile (see [`prefetch_distance`]).
+const WIDE_AHEAD: usize = 64;
 
 /// Panels a tile of `rows` rows reads side by side: at most 16 accumulators, and a power of
 /// two so that any number of panels splits into groups the tiles exist for. A single row
@@ -98,7 +92,7 @@ pub(crate) fn run<P: Panel>(
     depth: usize,
     store: &mut impl Store,
 ) {
-    let tiles = row_tiles(x.len(), max_rows(P::CONVERTS));
+    let tiles = row_tiles(x.len(), MAX_ROWS);
     let Some(tallest) = tiles.first() else {
         return;
     };
@@ -174,7 +168,6 @@ fn tile_any<P: Panel>(
         6 x 2, 6 x 1,
         7 x 2, 7 x 1,
         8 x 2, 8 x 1,
-        9 x 1, 10 x 1, 11 x 1, 12 x 1, 13 x 1, 14 x 1, 15 x 1, 16 x 1,
     );
 }
 
@@ -199,6 +192,7 @@ fn tile<const R: usize, const NP: usize, P: Panel>(
         || {
             let rows: [&[f32]; R] = std::array::from_fn(|r| &x[first_row + r][..depth]);
             let panels = panels.map(|p| p.first_rows(depth));
+            let ahead = prefetch_distance(NP, depth);
             let mut acc = [[simd.splat_f32x16(0.0); NP]; R];
             // A loop entered only when it runs (no empty-loop path whose zeros would merge
             // with the accumulators after it): with that merge LLVM copies every
@@ -206,10 +200,8 @@ fn tile<const R: usize, const NP: usize, P: Panel>(
             let mut kk = 0;
             while kk < depth {
                 let w: [f32x16; NP] = std::array::from_fn(|p| panels[p].row_avx512(simd, kk));
-                if NP <= PREFETCHING {
-                    for panel in &panels {
-                        panel.prefetch_avx512(simd, kk + AHEAD);
-                    }
+                for panel in &panels {
+                    panel.prefetch_avx512(simd, kk + ahead);
                 }
                 for r in 0..R {
                     let a = simd.splat_f32x16(rows[r][kk]);
@@ -234,7 +226,7 @@ mod tests {
 
     #[test]
     fn row_tiles_are_near_equal_and_cover_every_row() {
-        for max in [MAX_ROWS, MAX_ROWS_CONVERTED] {
+        for max in [1, 3, MAX_ROWS] {
             for n in 0..100 {
                 let tiles = row_tiles(n, max);
                 assert_eq!(tiles.len(), n.div_ceil(max));

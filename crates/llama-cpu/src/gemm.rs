@@ -112,10 +112,6 @@ impl Packed {
 
 /// Rows of one panel: row `kk` holds columns `16 p .. 16 p + 16` of row `kk` of `W`.
 pub(crate) trait Panel: Copy {
-    /// Whether reading a row converts it (f16 to f32): a kernel that reads every row of a
-    /// panel several times then widens the panel once instead.
-    const CONVERTS: bool = false;
-
     fn row(&self, kk: usize) -> [f32; PANEL];
 
     /// The panel cut to its first `depth` rows, so that the compiler sees the reads of a
@@ -179,8 +175,6 @@ impl<'a> Half<'a> {
 }
 
 impl Panel for Half<'_> {
-    const CONVERTS: bool = true;
-
     #[inline(always)]
     fn row(&self, kk: usize) -> [f32; PANEL] {
         let mut row = [0.0; PANEL];
