@@ -56,21 +56,31 @@ pub(crate) fn available() -> Option<V4> {
 /// behind one pointer they measured 3-7% slower than two 8 x 2 tiles at k = 16 and 32.
 pub(crate) const MAX_ROWS: usize = 8;
 
-/// Rows ahead of `kk` that a tile reading `np` panels side by side asks the memory system
-/// for (rows past a panel's end are the next panels': weights are stored panel after
-/// panel). Tiles of up to four panels prefetch exactly one group ahead (`np x depth`
-/// rows): row `kk` of the panels that the next group's tiles read, so every request is for
-/// data used one group's time later, long after it arrives, and two groups stay in cache
-/// (at most 4 x 1024 x 32 bytes each, in L2). Eight panels (the single-row tile, limited
-/// by memory) prefetch [`WIDE_AHEAD`] rows ahead in each of their eight streams: a group
-/// ahead there would keep 256 KB in flight. The hardware prefetchers alone left the tiles
-/// waiting on weights (k = 1 took 1.34 ms before, 1.00 ms now; the crate docs' roofline).
-fn prefetch_distance(np: usize, depth: usize) -> usize {
-    if np <= 4 { np * depth } else { WIDE_AHEAD }
+/// Rows ahead of `kk` that a tile reading `np` panels of `depth` rows side by side asks the
+/// memory system for, in each panel.
+///
+/// Panels stored [in sequence](Panel::IN_SEQUENCE) (the f16 weights): tiles of up to four
+/// panels prefetch exactly one group ahead (`np x depth` rows, which is row `kk` of the
+/// panels the next group's tiles read), so every request is for data used one group's time
+/// later, long after it arrives, and two groups stay in cache (at most 4 x 1024 x 32 bytes
+/// each, in L2). Eight panels (the single-row tile, limited by memory) prefetch
+/// [`WIDE_AHEAD`] rows ahead in each of their eight streams: a group ahead there would keep
+/// 256 KB in flight. Other panels (the cache's keys and values, f32 weights) prefetch
+/// [`OWN_AHEAD`] rows ahead in their own panel. The hardware prefetchers alone left the
+/// tiles waiting on loads: the crate docs' roofline, before and after.
+fn prefetch_distance(in_sequence: bool, np: usize, depth: usize) -> usize {
+    match (in_sequence, np) {
+        (true, 0..=4) => np * depth,
+        (true, _) => WIDE_AHEAD,
+        (false, _) => OWN_AHEAD,
+    }
 }
 
 /// Rows ahead in each panel of an eight-panel tile (see [`prefetch_distance`]).
 const WIDE_AHEAD: usize = 64;
+
+/// Rows ahead in panels not stored in sequence (see [`prefetch_distance`]).
+const OWN_AHEAD: usize = 16;
 
 /// Panels a tile of `rows` rows reads side by side: at most 16 accumulators, and a power of
 /// two so that any number of panels splits into groups the tiles exist for. A single row
@@ -192,7 +202,7 @@ fn tile<const R: usize, const NP: usize, P: Panel>(
         || {
             let rows: [&[f32]; R] = std::array::from_fn(|r| &x[first_row + r][..depth]);
             let panels = panels.map(|p| p.first_rows(depth));
-            let ahead = prefetch_distance(NP, depth);
+            let ahead = prefetch_distance(P::IN_SEQUENCE, NP, depth);
             let mut acc = [[simd.splat_f32x16(0.0); NP]; R];
             // A loop entered only when it runs (no empty-loop path whose zeros would merge
             // with the accumulators after it): with that merge LLVM copies every

@@ -118,13 +118,16 @@ pub(crate) trait Panel: Copy {
     /// loop over them stay inside.
     fn first_rows(self, depth: usize) -> Self;
 
-    /// Asks the memory system for row `kk` ahead of its use (a hint: rows past the end are
-    /// harmless). Panels read from memory (the weights) do; the others are in cache.
+    /// Whether the panels a product reads lie one after the other in memory, so that row
+    /// `kk + np x depth` of a panel is row `kk` of the panel `np` further on (the packed
+    /// f16 weights). The AVX-512 tiles prefetch the next group's rows in such panels, and
+    /// rows a little ahead in their own panel in the others.
+    const IN_SEQUENCE: bool = false;
+
+    /// Asks the memory system for row `kk` (a hint: rows past the end, in or past the
+    /// panel's storage, are harmless: a prefetch never faults).
     #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize) {
-        let _ = (simd, kk);
-    }
+    fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize);
 
     /// Row `kk` in one AVX-512 register (the same values as [`row`](Self::row)).
     #[cfg(target_arch = "x86_64")]
@@ -159,6 +162,20 @@ impl Panel for Contiguous<'_> {
     fn first_rows(self, depth: usize) -> Self {
         Self(&self.0[..depth])
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize) {
+        prefetch(simd, self.0.as_ptr().wrapping_add(kk));
+    }
+}
+
+/// `PREFETCHT0` of the cache line at `at`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch<T>(simd: pulp::x86::V4, at: *const T) {
+    simd.sse
+        ._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
 }
 
 /// A panel of a [`Packed`] matrix stored in f16, widened row by row as it is read.
@@ -175,6 +192,8 @@ impl<'a> Half<'a> {
 }
 
 impl Panel for Half<'_> {
+    const IN_SEQUENCE: bool = true;
+
     #[inline(always)]
     fn row(&self, kk: usize) -> [f32; PANEL] {
         let mut row = [0.0; PANEL];
@@ -187,14 +206,10 @@ impl Panel for Half<'_> {
         Self(&self.0[..depth])
     }
 
-    /// `PREFETCHT0` of the row's cache line (the row may lie past the panel: the weights of
-    /// the next panel follow, and a prefetch never faults).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize) {
-        let row = self.0.as_ptr().wrapping_add(kk);
-        simd.sse
-            ._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.cast());
+        prefetch(simd, self.0.as_ptr().wrapping_add(kk));
     }
 
     /// `VCVTPH2PS`: the 16 halves widened in one instruction.
@@ -233,6 +248,13 @@ impl Panel for Strided<'_> {
             blocks: &self.blocks[..end],
             ..self
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn prefetch_avx512(&self, simd: pulp::x86::V4, kk: usize) {
+        let at = kk.wrapping_mul(self.stride).wrapping_add(self.offset);
+        prefetch(simd, self.blocks.as_ptr().wrapping_add(at));
     }
 }
 

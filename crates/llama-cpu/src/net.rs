@@ -378,9 +378,9 @@ impl Net {
                         let (node, h) = who(q);
                         let at = node * width + (h - heads.start) * head + d;
                         let n = PANEL.min(head - d);
-                        for (o, &v) in out[at..at + n].iter_mut().zip(&v[..n]) {
-                            *o = v / sums[q];
-                        }
+                        // All 16 lanes divided at once (the same quotients as one by one).
+                        let quotients: [f32; PANEL] = std::array::from_fn(|c| v[c] / sums[q]);
+                        out[at..at + n].copy_from_slice(&quotients[..n]);
                     },
                 );
             }
