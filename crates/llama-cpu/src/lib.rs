@@ -70,32 +70,36 @@
 //!
 //! `cargo run --release -p llama-cpu --example roofline` measures this machine's bounds and
 //! the forward over a chain of `k` nodes on a 512-token cache, one thread. On the 2-core
-//! KVM Xeon this crate was tuned on (family 6 model 207, AVX-512): f32 FMA peak 178.9
-//! GFLOP/s with AVX-512 and 95.8 with AVX2 on one core; reads at 25.9 GB/s from a buffer
-//! the size of the weights (L3) and 4.7 to 12 GB/s from 1 GB (DRAM, shared). The table is
-//! the fastest forward seen over all runs of the example and of `eval --cost-curve` with
-//! the final kernels, on a machine that other jobs kept at a load average of 12 to 16 the
-//! whole time: a forward of 12 nodes or more (several milliseconds) was never seen
-//! without a preemption, so those rows (and the ratios) overstate the time, and the
-//! fraction of the bound is a lower bound. Rerun the example on a quiet machine.
+//! KVM AMD EPYC (Zen 5, family 26, AVX-512 with full-width FMAs) of 2026-12-07, quiet (load
+//! average 0.4): f32 FMA peak 281.1 GFLOP/s with AVX-512 and 139.6 with AVX2 on one core;
+//! reads at 178.7 GB/s from L2, 49.6 GB/s from a buffer the size of the weights (mostly L3,
+//! 32 MB) and 32.5 GB/s from 1 GB (DRAM, shared with other machines: k = 1 ranged 0.90 to
+//! 1.02 ms over three runs that hour).
 //!
 //! ```text
-//!   k |     ms  ratio | GFLOP/s | flops ms  bytes ms |   bound  of bound
-//!   1 |  1.432   1.00 |    26.3 |    0.211     1.377 |  memory     96%
-//!   2 |  2.388   1.67 |    31.6 |    0.422     1.377 |  memory     58%
-//!   4 |  3.262   2.28 |    46.3 |    0.845     1.378 |  memory     42%
-//!   8 |  4.843   3.38 |    62.4 |    1.691     1.379 | compute     35%
-//!  16 |  7.990   5.58 |    75.8 |    3.386     1.382 | compute     42%
-//!  32 | 20.920  14.61 |    58.1 |    6.790     1.387 | compute     32%
-//!  64 | 60.803  42.46 |    40.2 |   13.650     1.397 | compute     22%
+//!   k |      ms ratio | GFLOP/s   GB/s | flops ms bytes ms |   bound  of bound
+//!   1 |   1.018  1.00 |    37.1   35.0 |    0.134    0.719 |  memory       71%
+//!   2 |   1.004  0.99 |    75.2   35.5 |    0.269    0.719 |  memory       72%
+//!   4 |   1.048  1.03 |   144.2   34.1 |    0.538    0.720 |  memory       69%
+//!   8 |   1.621  1.59 |   186.6   22.1 |    1.076    0.720 | compute       66%
+//!  16 |   3.119  3.06 |   194.2   11.5 |    2.155    0.722 | compute       69%
+//!  32 |   6.036  5.93 |   201.2    6.0 |    4.321    0.724 | compute       72%
+//!  64 |  11.940 11.72 |   204.5    3.0 |    8.687    0.729 | compute       73%
 //! ```
 //!
 //! `of bound`: the larger of `flops / peak` and `bytes / bandwidth` over the measured time,
 //! flops and bytes being the useful work (`2 x` the weights per node, plus attention over
-//! `512 + depth + 1` rows; the weights and the cache read once). What the tiles can reach
-//! by port counts (a `VCVTPH2PS` takes two slots of the two FMA ports): the 16-row f16 tile
-//! spends 16 of every 18 slots on FMAs (89%), the 8-row ones 80%, the f32 ones of
-//! attention all of them; a single row is limited by memory.
+//! `512 + depth + 1` rows; the weights and the cache read once). Up to 4 nodes the forward
+//! costs what reading the weights costs; from 8 on the f16 tiles (8 rows x 2 panels: 16 FMAs
+//! per two `VCVTPH2PS`) run at 66-73% of the FMA peak, the rest of the time being
+//! attention (about a fifth at k = 16: the softmax and two products per key/value head) and
+//! the per-node work of norms, RoPE and SwiGLU. The tiles' prefetch of the next panel
+//! group (issue 17), same example, old and new kernels run alternately twice: k = 1 1.26 /
+//! 1.18 -> 0.85 / 0.91 ms, 8 2.12 / 2.21 -> 1.64 / 1.59, 16 3.97 / 4.02 -> 3.12 / 3.03, 64
+//! 14.8 / 14.9 -> 12.1 / 11.9. The ratios to k = 1 hardly moved (k = 8 1.7-1.9x, 16 3.3-3.7x)
+//! because k = 1 gained as much as the rest. On the KVM Xeon this crate was first tuned on
+//! (family 6 model 207; 179 GFLOP/s AVX-512 peak, 26 GB/s from L3) the old kernels gave
+//! 1.37 ms at k = 1 and 2.16x / 4.50x at k = 8 / 16.
 //!
 //! ## Early exit
 //!
