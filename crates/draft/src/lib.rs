@@ -109,7 +109,14 @@
 //! the 70 dev cases). Added to the cost-aware composite of reference drafting, it raises tau
 //! from 1.73 to 1.79 over the dev set but brings the composite's CPU-time speedup from
 //! 1.24x down to 1.01x: the composite rests it on 96% of the steps, but the drafter's
-//! prefill of every prompt is paid in full. A drafter
+//! prefill of every prompt is paid in full. Remeasured in wall-clock time with issue 17's
+//! kernels (Zen 5 core, 2026-12-07; forwards of 2 and 4 nodes now cost 1.17 and 1.28
+//! single ones; the 70 dev cases, greedy 844.6 and 714.0 tokens/s bracketing, the machine
+//! growing busier): `draft` (chain, `L` = 4, `k` = 4) tau 1.99, drafter 2.0 ms a step, 496
+//! tokens/s (0.64x of the greedy mean); `draft:mode=tree` tau 2.66, 23.8 nodes, drafter 5.1
+//! ms, 243 tokens/s (0.31x); `draft:cost=auto --measure-cost` 605 (0.78x, drafting on few
+//! steps); `composite:sources=reference+draft --measure-cost` 828 against 1026 for
+//! `composite:sources=reference` alone. A drafter
 //! several times cheaper per agreement (a small distilled model, a tuned exit) or hardware
 //! on which trees are cheap is what this strategy is for.
 //!
