@@ -145,7 +145,7 @@ fn overhead(c: &mut Criterion) {
     bench_strategy(
         c,
         "jacobi-k8",
-        &|| Jacobi::new(JacobiConfig::new(8).unwrap()),
+        &|| Jacobi::new(JacobiConfig::new(8)).unwrap(),
         9,
     );
     for (w, n, g) in [(15, 5, 15), (7, 5, 7), (5, 3, 5)] {

@@ -56,9 +56,8 @@ fn issue18_two_jacobi_sources_on_a_chains_only_model() {
     let plain = generate(&mut model, Plain, &prompt, &config, &mut rng).unwrap();
     let jacobi = |pad| {
         let init = jacobi::Init::Pad(pad);
-        Box::new(jacobi::Jacobi::new(
-            jacobi::JacobiConfig::new(3).unwrap().with_init(init),
-        )) as Box<dyn decoding_core::Strategy>
+        Box::new(jacobi::Jacobi::new(jacobi::JacobiConfig::new(3).with_init(init)).unwrap())
+            as Box<dyn decoding_core::Strategy>
     };
     let composite =
         decoding_core::Composite::new(vec![jacobi(0), jacobi(2)], decoding_core::NodeBudget::Fixed)

@@ -246,37 +246,44 @@ impl StrategyFactory for PlainFactory {
 }
 
 /// `jacobi[:k=K,init=prompt[:SEED]|last|pad:TOKEN|ngram]`: Jacobi decoding with a window of `k`
-/// guesses (default 8), first guesses from `init` (default `prompt:0`).
+/// guesses (default 8), first guesses from `init` (default `prompt:0`). The options are
+/// [`jacobi::JacobiConfig`]'s, parsed and written by it.
 struct JacobiFactory {
     config: jacobi::JacobiConfig,
 }
 
 impl JacobiFactory {
     fn parse(mut options: SpecOptions) -> Result<Self, SpecError> {
-        let k = options.parse_or("k", 8usize)?;
-        let init = options.parse_or("init", jacobi::Init::default())?;
+        let bad = |key: &str, message: String| SpecError::BadValue {
+            key: key.to_string(),
+            message,
+        };
+        let mut config = jacobi::JacobiConfig::default();
+        for &key in jacobi::JacobiConfig::KEYS {
+            if let Some(value) = options.get(key) {
+                config
+                    .set(key, &value)
+                    .map_err(|e| bad(key, e.to_string()))?;
+            }
+        }
         options.finish()?;
-        let config = jacobi::JacobiConfig::new(k)
-            .map_err(|e| SpecError::BadValue {
-                key: "k".to_string(),
-                message: e.to_string(),
-            })?
-            .with_init(init);
+        config.validate().map_err(|e| match &e {
+            jacobi::ConfigError::Invalid { field, .. } => bad(field, e.to_string()),
+            _ => bad("jacobi", e.to_string()),
+        })?;
         Ok(Self { config })
     }
 }
 
 impl StrategyFactory for JacobiFactory {
     fn describe(&self) -> String {
-        format!(
-            "jacobi:k={},init={}",
-            self.config.window(),
-            self.config.init()
-        )
+        format!("jacobi:{}", self.config)
     }
 
     fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
-        Ok(Box::new(jacobi::Jacobi::new(self.config)))
+        let jacobi = jacobi::Jacobi::new(self.config)
+            .map_err(|e| SpecError::Decode(decoding_core::DecodeError::from(e)))?;
+        Ok(Box::new(jacobi))
     }
 }
 
@@ -826,6 +833,27 @@ mod tests {
         }
         let wrong_vocab = SpecEnv::new(100).with_model_dir(dir);
         assert!(parse("medusa", &wrong_vocab).is_err());
+    }
+
+    #[test]
+    fn jacobi_specs() {
+        let env = SpecEnv::new(64);
+        let describe = |spec: &str| parse(spec, &env).map(|f| f.describe());
+        assert_eq!(describe("jacobi").unwrap(), "jacobi:k=8,init=prompt:0");
+        let given = describe("jacobi:init=pad:3,k=4").unwrap();
+        assert_eq!(given, "jacobi:k=4,init=pad:3");
+        assert_eq!(describe(&given).unwrap(), given);
+        for (bad, key) in [
+            ("jacobi:k=0", "k"),
+            ("jacobi:k=x", "k"),
+            ("jacobi:init=random", "init"),
+        ] {
+            match parse(bad, &env) {
+                Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{bad}"),
+                other => panic!("{bad}: {:?}", other.map(|f| f.describe())),
+            }
+        }
+        assert!(parse("jacobi:window=3", &env).is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! | paper | code |
 //! | --- | --- |
 //! | context `x` | the committed sequence and the pending token (the tree's root) |
-//! | window `m` | [`JacobiConfig::window`] (`k`; cut to the node budget and tokens left) |
+//! | window `m` | [`JacobiConfig::window`] (option `k`; cut to the node budget and tokens left) |
 //! | guess `y^(j)` | [`Trajectory`] (guesses at absolute positions), drafted as a chain |
 //! | `y^(j+1)`, one forward | the argmax at each chain node ([`greedy_prediction`]) |
 //! | fixed prefix | the verified path; the verifier then adds the *bonus* token `y_{a+1}` |
@@ -67,7 +67,7 @@
 //! let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
 //! let plain = generate(&mut model, Plain, &prompt, &config, &mut rng).unwrap();
 //!
-//! let strategy = Jacobi::new(JacobiConfig::new(8).unwrap().with_init(Init::Ngram));
+//! let strategy = Jacobi::new(JacobiConfig::new(8).with_init(Init::Ngram)).unwrap();
 //! let out = generate(&mut model, strategy, &prompt, &config, &mut rng).unwrap();
 //! assert_eq!(out.tokens, plain.tokens); // lossless
 //! println!("tau = {:.2}, {:?}", out.stats.tau(), out.metrics);

@@ -6,7 +6,7 @@ use decoding_core::{
 };
 use ndarray::ArrayView2;
 
-use crate::config::JacobiConfig;
+use crate::config::{ConfigError, JacobiConfig};
 use crate::init::Initializer;
 use crate::trajectory::Trajectory;
 
@@ -135,7 +135,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// let config = DecodeConfig::new(40);
 /// let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
 /// let plain = generate(&mut model, Plain, &[1, 2], &config, &mut rng).unwrap();
-/// let jacobi = Jacobi::new(JacobiConfig::new(4).unwrap());
+/// let jacobi = Jacobi::new(JacobiConfig::new(4)).unwrap();
 /// let out = generate(&mut model, jacobi, &[1, 2], &config, &mut rng).unwrap();
 /// assert_eq!(out.tokens, plain.tokens);
 /// assert!(out.stats.forward_passes() <= plain.stats.forward_passes());
@@ -152,17 +152,18 @@ pub struct Jacobi {
 }
 
 impl Jacobi {
-    /// A Jacobi strategy with this configuration.
-    pub fn new(config: JacobiConfig) -> Self {
-        Self {
+    /// A Jacobi strategy with this configuration, once it is validated.
+    pub fn new(config: JacobiConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
             config,
-            init: Initializer::new(config.init()),
+            init: Initializer::new(config.init),
             trajectory: Trajectory::new(0),
             pending_position: 0,
             drafted: 0,
             predictions: Vec::new(),
             stats: JacobiStats::default(),
-        }
+        })
     }
 
     /// The configuration.
@@ -198,7 +199,7 @@ impl Strategy for Jacobi {
         self.trajectory.advance_to(ctx.tokens.len());
         let len = self
             .config
-            .window()
+            .window
             .min(ctx.max_depth)
             .min(ctx.max_nodes.saturating_sub(1));
         self.init.fill(&mut self.trajectory, len, ctx.tokens);

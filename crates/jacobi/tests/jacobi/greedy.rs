@@ -21,7 +21,7 @@ proptest! {
             .with_eos([eos % vocab as Token])
             .with_max_nodes(nodes);
         let plain = generate(&mut model, Plain, &prompt, &config, &mut rng(0)).unwrap();
-        let jacobi = Jacobi::new(JacobiConfig::new(k).unwrap().with_init(init));
+        let jacobi = Jacobi::new(JacobiConfig::new(k).with_init(init)).unwrap();
         let out = if chains {
             generate(&mut ChainsOnlyModel(&mut model), jacobi, &prompt, &config, &mut rng(0))
         } else {
@@ -43,7 +43,7 @@ fn constant_model_reaches_the_fixed_point() {
         out[3] = 1.0;
     });
     let config = DecodeConfig::new(41);
-    let jacobi = Jacobi::new(JacobiConfig::new(4).unwrap().with_init(Init::RepeatLast));
+    let jacobi = Jacobi::new(JacobiConfig::new(4).with_init(Init::RepeatLast)).unwrap();
     let out = generate(&mut model, jacobi, &[1, 2], &config, &mut rng(0)).unwrap();
     assert_eq!(out.tokens, vec![3; 41]);
     // Step 1 (prefill) rejects the guesses (2, 2, ...): 1 token; then 5 per step: 1 + 8 * 5.
@@ -69,7 +69,7 @@ fn trajectory_carries_predictions_forward() {
     });
     let config = DecodeConfig::new(12);
     let plain = generate(&mut model, Plain, &[1], &config, &mut rng(0)).unwrap();
-    let jacobi = Jacobi::new(JacobiConfig::new(6).unwrap().with_init(Init::RepeatLast));
+    let jacobi = Jacobi::new(JacobiConfig::new(6).with_init(Init::RepeatLast)).unwrap();
     let out = generate(&mut model, jacobi, &[1], &config, &mut rng(0)).unwrap();
     assert_eq!(out.tokens, plain.tokens);
 }

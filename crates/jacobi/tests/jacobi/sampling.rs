@@ -21,7 +21,7 @@ proptest! {
         let sampling = Sampling::new(temperature, top_k, top_p).unwrap();
         let config = DecodeConfig::new(max_new).with_sampling(sampling);
         let plain = generate(&mut model, Plain, &prompt, &config, &mut rng(seed)).unwrap();
-        let strategy = || Jacobi::new(JacobiConfig::new(k).unwrap().with_init(init));
+        let strategy = || Jacobi::new(JacobiConfig::new(k).with_init(init)).unwrap();
         let a = generate(&mut model, strategy(), &prompt, &config, &mut rng(seed)).unwrap();
         let b = generate(&mut model, strategy(), &prompt, &config, &mut rng(seed)).unwrap();
         prop_assert_eq!(&a.tokens, &plain.tokens);

@@ -133,7 +133,7 @@ fn strategies(model: &LlamaCppModel, case: &Case) -> Vec<(&'static str, Box<dyn 
         ("reference", Box::new(reference())),
         (
             "jacobi",
-            Box::new(jacobi::Jacobi::new(jacobi::JacobiConfig::new(8).unwrap())),
+            Box::new(jacobi::Jacobi::new(jacobi::JacobiConfig::new(8)).unwrap()),
         ),
         ("lookahead", Box::new(lookahead::Lookahead::new(lookahead))),
         ("medusa", Box::new(medusa())),
