@@ -253,13 +253,9 @@ impl FromStr for DraftConfig {
     type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let mut pairs = Vec::new();
-        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Unknown(pair.to_string()))?;
-            pairs.push((key.trim(), value));
-        }
+        let mut pairs = decoding_core::option_pairs(text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|piece| ConfigError::Unknown(piece.to_string()))?;
         // The mode first: it picks the preset the other options adjust.
         pairs.sort_by_key(|&(key, _)| key != "mode");
         let mut config = Self::chain();

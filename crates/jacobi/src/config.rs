@@ -136,11 +136,9 @@ impl FromStr for JacobiConfig {
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
         let mut config = Self::default();
-        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| ConfigError::Unknown(pair.to_string()))?;
-            config.set(key.trim(), value)?;
+        for pair in decoding_core::option_pairs(text) {
+            let (key, value) = pair.map_err(|piece| ConfigError::Unknown(piece.to_string()))?;
+            config.set(key, value)?;
         }
         config.validate()?;
         Ok(config)
