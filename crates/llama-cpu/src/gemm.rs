@@ -297,9 +297,9 @@ pub(crate) fn gemm(
         }
         Storage::F16(data) => {
             // Every tile widens the weights it reads (the first of a group from memory, the
-            // others from cache): cheaper than widening each group once into a buffer (for
-            // the AVX-512 tiles too, by llvm-mca's estimate, until about four tiles of 16
-            // rows read a group: more than 64 nodes).
+            // others from cache): cheaper than widening each group once into a buffer by
+            // llvm-mca's estimate for up to four tiles a group, made when f16 tiles had 16
+            // rows (64 nodes); with 8-row tiles that is 32 nodes, not measured since.
             let all: Vec<Half<'_>> = data[panels.start * size..panels.end * size]
                 .chunks_exact(size)
                 .map(Half::new)
