@@ -149,14 +149,19 @@ fn overhead(c: &mut Criterion) {
         9,
     );
     for (w, n, g) in [(15, 5, 15), (7, 5, 7), (5, 3, 5)] {
-        let config = LookaheadConfig::new(w, n, g).unwrap();
+        let config = LookaheadConfig::new(w, n, g);
         for prompt_pool in [false, true] {
             let config = config.with_prompt_pool(prompt_pool);
             let name = format!(
                 "lookahead-{w}-{n}-{g}{}",
                 if prompt_pool { "-prompt" } else { "" }
             );
-            bench_strategy(c, &name, &|| Lookahead::new(config), config.max_nodes());
+            bench_strategy(
+                c,
+                &name,
+                &|| Lookahead::new(config).unwrap(),
+                config.max_nodes(),
+            );
         }
     }
 }

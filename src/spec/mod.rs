@@ -291,7 +291,8 @@ impl StrategyFactory for JacobiFactory {
 /// lookahead decoding (defaults: the paper's W = 15, N = 5, G = 15; the pool learns from the
 /// window and the output, `pool=prompt` also seeds it from the prompt; candidates extend up to
 /// `ext` tokens past N - 1 through the pool, default 16, 0 for the paper's fixed length). The
-/// paper's step is `(W + G) * (N - 1)` nodes: give the decoder that node budget.
+/// paper's step is `(W + G) * (N - 1)` nodes: give the decoder that node budget. The options
+/// are [`lookahead::LookaheadConfig`]'s, parsed and written by it.
 struct LookaheadFactory {
     config: lookahead::LookaheadConfig,
 }
@@ -302,65 +303,31 @@ impl LookaheadFactory {
             key: key.to_string(),
             message,
         };
-        let w = options.parse_or("w", 15usize)?;
-        let n = options.parse_or("n", 5usize)?;
-        let g = options.parse_or("g", 15usize)?;
-        let prompt_pool = match options.get("pool").as_deref() {
-            None | Some("none") => false,
-            Some("prompt") => true,
-            Some(other) => return Err(bad("pool", format!("`{other}`: expected prompt or none"))),
-        };
-        let output_pool = options.parse_or("output", true)?;
-        let extension = options.parse_or("ext", lookahead::LookaheadConfig::DEFAULT_EXTENSION)?;
-        let init = options.parse_or("init", jacobi::Init::default())?;
-        let logits = match options.get("logits").as_deref() {
-            None | Some("top") => lookahead::WindowLogits::Top,
-            Some("all") => lookahead::WindowLogits::All,
-            Some(other) => return Err(bad("logits", format!("`{other}`: expected top or all"))),
-        };
-        let fill = match options.get("fill").as_deref() {
-            None | Some("pool") => lookahead::Fill::Pool,
-            Some("init") => lookahead::Fill::Init,
-            Some(other) => return Err(bad("fill", format!("`{other}`: expected pool or init"))),
-        };
+        let mut config = lookahead::LookaheadConfig::default();
+        for &key in lookahead::LookaheadConfig::KEYS {
+            if let Some(value) = options.get(key) {
+                config
+                    .set(key, &value)
+                    .map_err(|e| bad(key, e.to_string()))?;
+            }
+        }
         options.finish()?;
-        let config = lookahead::LookaheadConfig::new(w, n, g)
-            .map_err(|e| bad("w/n/g", e.to_string()))?
-            .with_prompt_pool(prompt_pool)
-            .with_output_pool(output_pool)
-            .with_extension(extension)
-            .with_init(init)
-            .with_window_logits(logits)
-            .with_fill(fill);
+        config
+            .validate()
+            .map_err(|e| bad(e.option().unwrap_or("lookahead"), e.to_string()))?;
         Ok(Self { config })
     }
 }
 
 impl StrategyFactory for LookaheadFactory {
     fn describe(&self) -> String {
-        let c = &self.config;
-        format!(
-            "lookahead:w={},n={},g={},pool={},output={},ext={},init={},logits={},fill={}",
-            c.window(),
-            c.ngram(),
-            c.guesses(),
-            if c.prompt_pool() { "prompt" } else { "none" },
-            c.output_pool(),
-            c.extension(),
-            c.init(),
-            match c.window_logits() {
-                lookahead::WindowLogits::All => "all",
-                _ => "top",
-            },
-            match c.fill() {
-                lookahead::Fill::Init => "init",
-                _ => "pool",
-            },
-        )
+        format!("lookahead:{}", self.config)
     }
 
     fn build(&self, _case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
-        Ok(Box::new(lookahead::Lookahead::new(self.config)))
+        let lookahead = lookahead::Lookahead::new(self.config)
+            .map_err(|e| SpecError::Decode(decoding_core::DecodeError::from(e)))?;
+        Ok(Box::new(lookahead))
     }
 }
 
@@ -854,6 +821,35 @@ mod tests {
             }
         }
         assert!(parse("jacobi:window=3", &env).is_err());
+    }
+
+    #[test]
+    fn lookahead_specs() {
+        let env = SpecEnv::new(64);
+        let describe = |spec: &str| parse(spec, &env).map(|f| f.describe());
+        assert_eq!(
+            describe("lookahead").unwrap(),
+            "lookahead:w=15,n=5,g=15,pool=none,output=true,ext=16,init=prompt:0,logits=top,fill=pool"
+        );
+        let given = describe("lookahead:w=7,g=7,pool=prompt,logits=all,fill=init,ext=0").unwrap();
+        assert_eq!(
+            given,
+            "lookahead:w=7,n=5,g=7,pool=prompt,output=true,ext=0,init=prompt:0,logits=all,fill=init"
+        );
+        assert_eq!(describe(&given).unwrap(), given);
+        for (bad, key) in [
+            ("lookahead:w=0", "w"),
+            ("lookahead:n=1", "n"),
+            ("lookahead:w=100000000", "w"),
+            ("lookahead:pool=all", "pool"),
+            ("lookahead:fill=x", "fill"),
+        ] {
+            match parse(bad, &env) {
+                Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{bad}"),
+                other => panic!("{bad}: {:?}", other.map(|f| f.describe())),
+            }
+        }
+        assert!(parse("lookahead:depth=3", &env).is_err());
     }
 
     #[test]

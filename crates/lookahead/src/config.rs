@@ -1,9 +1,14 @@
-//! The validated configuration of lookahead decoding.
+//! Configuration of lookahead decoding: infallible setters, one validation when the strategy
+//! is built, written and read as the `key=value` options of a strategy specification (the
+//! workspace's one configuration style, as `jacobi::JacobiConfig` and `draft::DraftConfig`).
+
+use std::fmt;
+use std::str::FromStr;
 
 use decoding_core::DecodeError;
 use jacobi::Init;
 
-/// A configuration value out of range.
+/// A configuration value out of range, or an option that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -35,6 +40,30 @@ pub enum ConfigError {
         /// The configuration's `N`.
         config: usize,
     },
+    /// An option whose text does not parse.
+    #[error("invalid lookahead option `{field}`: {message}")]
+    Invalid {
+        /// The option.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An option the configuration does not have.
+    #[error("unknown lookahead option `{0}` (options: {options})", options = LookaheadConfig::KEYS.join(", "))]
+    Unknown(String),
+}
+
+impl ConfigError {
+    /// The option a value error is about (`w`, `n`, ...), if any.
+    pub fn option(&self) -> Option<&'static str> {
+        match self {
+            Self::ZeroWindow(_) => Some("w"),
+            Self::WindowTooLarge { .. } => Some("w"),
+            Self::NgramTooShort(_) => Some("n"),
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
 }
 
 impl From<ConfigError> for DecodeError {
@@ -56,7 +85,7 @@ pub enum WindowLogits {
     All,
 }
 
-/// How the window's new cells are first guessed (see [`LookaheadConfig::with_fill`]).
+/// How the window's new cells are first guessed (see [`LookaheadConfig::fill`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fill {
@@ -70,33 +99,64 @@ pub enum Fill {
 
 /// Lookahead decoding's parameters: the window `W`, the n-gram size `N`, the guess set size
 /// `G` (Fu et al.'s notation), where the pool learns from, and how new window cells are
-/// guessed. Validated at construction.
+/// guessed. Set the fields (or use the `with_` setters); [`Lookahead::new`] validates.
 ///
 /// A full step drafts at most `(W + G) * (N - 1)` nodes: `W * (N - 1)` for the window (the
 /// root included) and `G * (N - 1)` for the candidates; shared prefixes are stored once.
 ///
-/// ```
-/// use lookahead::LookaheadConfig;
+/// Written (`Display`) and read (`FromStr`) as the options of a specification,
+/// `w=15,n=5,g=15,pool=none,output=true,ext=16,init=prompt:0,logits=top,fill=pool` (every
+/// field).
 ///
-/// let config = LookaheadConfig::new(15, 5, 15).unwrap().with_prompt_pool(true);
-/// assert_eq!(config.max_nodes(), 120);
-/// assert!(LookaheadConfig::new(0, 5, 15).is_err());
-/// assert!(LookaheadConfig::new(15, 1, 15).is_err());
 /// ```
+/// use lookahead::{Lookahead, LookaheadConfig};
+///
+/// let config = LookaheadConfig::new(15, 5, 15).with_prompt_pool(true);
+/// assert_eq!(config.max_nodes(), 120);
+/// assert_eq!("pool=prompt".parse::<LookaheadConfig>(), Ok(config));
+/// assert!(Lookahead::new(LookaheadConfig::new(0, 5, 15)).is_err());
+/// assert!(Lookahead::new(LookaheadConfig::new(15, 1, 15)).is_err());
+/// ```
+///
+/// [`Lookahead::new`]: crate::Lookahead::new
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LookaheadConfig {
-    window: usize,
-    ngram: usize,
-    guesses: usize,
-    prompt_pool: bool,
-    output_pool: bool,
-    init: Init,
-    window_logits: WindowLogits,
-    fill: Fill,
-    extension: usize,
+    /// `W`: columns of the window, at least 1. Option `w`.
+    pub window: usize,
+    /// `N`: the n-gram size, at least 2; the window has `N - 1` levels. Option `n`.
+    pub ngram: usize,
+    /// `G`: candidates verified per step, and n-grams the pool keeps per key (`0` turns the
+    /// verification branch off; any value is accepted, `usize::MAX` meaning no limit).
+    /// Option `g`.
+    pub guesses: usize,
+    /// Whether the pool is also seeded with every n-gram of the prompt (the paper's "prompt
+    /// as reference" variant; off by default). Option `pool=prompt|none`.
+    pub prompt_pool: bool,
+    /// Whether the pool learns every n-gram of the output as it is emitted (verified
+    /// n-grams; on by default). Option `output`.
+    pub output_pool: bool,
+    /// The policy for first guesses (window cells the pool has nothing for). Option `init`.
+    pub init: Init,
+    /// Which window nodes ask for logits. Option `logits=top|all`.
+    pub window_logits: WindowLogits,
+    /// How new window cells are guessed. Option `fill=pool|init`.
+    pub fill: Fill,
+    /// The most tokens a candidate may run past its `N - 1`, by walking the pool: the token
+    /// after a draft's last `N - 1` tokens is the last token of the most recent pool n-gram
+    /// that starts with them. Extensions only use the node budget the window and the
+    /// candidates leave (at most [`max_nodes`](Self::max_nodes) unless the decoder gives
+    /// more). `0` keeps the paper's fixed `N - 1`; any value is accepted (`usize::MAX`: as far
+    /// as the pool and the budget allow). Option `ext`.
+    pub extension: usize,
 }
 
 impl LookaheadConfig {
+    /// The options, in the order `Display` writes them.
+    pub const KEYS: &'static [&'static str] = &[
+        "w", "n", "g", "pool", "output", "ext", "init", "logits", "fill",
+    ];
+
     /// Default [`extension`](Self::extension): up to 16 tokens past a candidate's `N - 1`.
     pub const DEFAULT_EXTENSION: usize = 16;
 
@@ -105,26 +165,10 @@ impl LookaheadConfig {
     /// any useful window: the paper's largest, (15, 5), has 60 cells.
     pub const MAX_WINDOW_CELLS: usize = 1 << 16;
 
-    /// `W >= 1` columns, `N >= 2` (n-gram size: `N - 1` window levels), up to `G`
-    /// candidates verified per step (`G = 0` turns the verification branch off; any `G` is
-    /// accepted, `usize::MAX` meaning no limit). The window may hold at most
-    /// [`MAX_WINDOW_CELLS`](Self::MAX_WINDOW_CELLS) cells. The pool learns from the window and
-    /// the output, not the prompt; first guesses come from [`Init::default`].
-    pub fn new(window: usize, ngram: usize, guesses: usize) -> Result<Self, ConfigError> {
-        if window == 0 {
-            return Err(ConfigError::ZeroWindow(window));
-        }
-        if ngram < 2 {
-            return Err(ConfigError::NgramTooShort(ngram));
-        }
-        let levels = ngram - 1;
-        if window
-            .checked_mul(levels)
-            .is_none_or(|cells| cells > Self::MAX_WINDOW_CELLS)
-        {
-            return Err(ConfigError::WindowTooLarge { window, levels });
-        }
-        Ok(Self {
+    /// `W` columns, n-grams of `N`, up to `G` candidates a step; the pool learns from the
+    /// window and the output, not the prompt; first guesses come from [`Init::default`].
+    pub fn new(window: usize, ngram: usize, guesses: usize) -> Self {
+        Self {
             window,
             ngram,
             guesses,
@@ -134,95 +178,43 @@ impl LookaheadConfig {
             window_logits: WindowLogits::default(),
             fill: Fill::default(),
             extension: Self::DEFAULT_EXTENSION,
-        })
+        }
     }
 
-    /// Also seeds the pool with every n-gram of the prompt (the paper's "prompt as reference"
-    /// variant). Off by default.
+    /// Sets [`prompt_pool`](Self::prompt_pool).
     pub fn with_prompt_pool(mut self, on: bool) -> Self {
         self.prompt_pool = on;
         self
     }
 
-    /// Feeds the pool every n-gram of the output as it is emitted (verified n-grams). On by
-    /// default.
+    /// Sets [`output_pool`](Self::output_pool).
     pub fn with_output_pool(mut self, on: bool) -> Self {
         self.output_pool = on;
         self
     }
 
-    /// The policy for first guesses (window cells the pool has nothing for).
+    /// Sets [`init`](Self::init).
     pub fn with_init(mut self, init: Init) -> Self {
         self.init = init;
         self
     }
 
-    /// Which window nodes ask for logits.
+    /// Sets [`window_logits`](Self::window_logits).
     pub fn with_window_logits(mut self, logits: WindowLogits) -> Self {
         self.window_logits = logits;
         self
     }
 
-    /// How new window cells are guessed.
+    /// Sets [`fill`](Self::fill).
     pub fn with_fill(mut self, fill: Fill) -> Self {
         self.fill = fill;
         self
     }
 
-    /// Lets each candidate run up to `extra` tokens past its `N - 1`, by walking the pool:
-    /// the token after a draft's last `N - 1` tokens is the last token of the most recent
-    /// pool n-gram that starts with them. Extensions only use the node budget the window and
-    /// the candidates leave (at most [`max_nodes`](Self::max_nodes) unless the decoder gives
-    /// more). `0` keeps the paper's fixed `N - 1`; any value is accepted (`usize::MAX`: as far
-    /// as the pool and the budget allow).
+    /// Sets [`extension`](Self::extension).
     pub fn with_extension(mut self, extra: usize) -> Self {
         self.extension = extra;
         self
-    }
-
-    /// `W`: columns of the window.
-    pub fn window(&self) -> usize {
-        self.window
-    }
-
-    /// `N`: the n-gram size; the window has `N - 1` levels.
-    pub fn ngram(&self) -> usize {
-        self.ngram
-    }
-
-    /// `G`: candidates verified per step, and n-grams the pool keeps per key.
-    pub fn guesses(&self) -> usize {
-        self.guesses
-    }
-
-    /// Whether the pool is seeded from the prompt.
-    pub fn prompt_pool(&self) -> bool {
-        self.prompt_pool
-    }
-
-    /// Whether the pool learns the output's n-grams.
-    pub fn output_pool(&self) -> bool {
-        self.output_pool
-    }
-
-    /// The first-guess policy.
-    pub fn init(&self) -> Init {
-        self.init
-    }
-
-    /// Which window nodes ask for logits.
-    pub fn window_logits(&self) -> WindowLogits {
-        self.window_logits
-    }
-
-    /// How new window cells are guessed.
-    pub fn fill(&self) -> Fill {
-        self.fill
-    }
-
-    /// The most tokens a candidate may run past its `N - 1`.
-    pub fn extension(&self) -> usize {
-        self.extension
     }
 
     /// The paper's node count, `(W + G) * (N - 1)`: the whole window and `G` candidates of
@@ -234,6 +226,190 @@ impl LookaheadConfig {
     pub fn max_nodes(&self) -> usize {
         self.window
             .saturating_add(self.guesses)
-            .saturating_mul(self.ngram - 1)
+            .saturating_mul(self.ngram.saturating_sub(1))
+    }
+
+    /// Sets the option `key` (one of [`KEYS`](Self::KEYS)) from its text.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        fn parsed<T: FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            value.parse().map_err(|e| ConfigError::Invalid {
+                field,
+                message: format!("`{value}`: {e}"),
+            })
+        }
+        fn choice<T: Copy>(
+            field: &'static str,
+            value: &str,
+            names: &[(&str, T)],
+        ) -> Result<T, ConfigError> {
+            names
+                .iter()
+                .find(|(name, _)| *name == value)
+                .map(|&(_, choice)| choice)
+                .ok_or_else(|| ConfigError::Invalid {
+                    field,
+                    message: format!(
+                        "`{value}`: expected {}",
+                        names
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                })
+        }
+        let value = value.trim();
+        match key {
+            "w" => self.window = parsed("w", value)?,
+            "n" => self.ngram = parsed("n", value)?,
+            "g" => self.guesses = parsed("g", value)?,
+            "pool" => {
+                self.prompt_pool = choice("pool", value, &[("prompt", true), ("none", false)])?
+            }
+            "output" => self.output_pool = parsed("output", value)?,
+            "ext" => self.extension = parsed("ext", value)?,
+            "init" => self.init = parsed("init", value)?,
+            "logits" => {
+                self.window_logits = choice(
+                    "logits",
+                    value,
+                    &[("top", WindowLogits::Top), ("all", WindowLogits::All)],
+                )?;
+            }
+            "fill" => {
+                self.fill = choice("fill", value, &[("pool", Fill::Pool), ("init", Fill::Init)])?
+            }
+            other => return Err(ConfigError::Unknown(other.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Checks every field: `W >= 1`, `N >= 2`, at most
+    /// [`MAX_WINDOW_CELLS`](Self::MAX_WINDOW_CELLS) window cells.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.window == 0 {
+            return Err(ConfigError::ZeroWindow(self.window));
+        }
+        if self.ngram < 2 {
+            return Err(ConfigError::NgramTooShort(self.ngram));
+        }
+        let levels = self.ngram - 1;
+        if self
+            .window
+            .checked_mul(levels)
+            .is_none_or(|cells| cells > Self::MAX_WINDOW_CELLS)
+        {
+            return Err(ConfigError::WindowTooLarge {
+                window: self.window,
+                levels,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The paper's defaults: `W = 15`, `N = 5`, `G = 15`.
+impl Default for LookaheadConfig {
+    fn default() -> Self {
+        Self::new(15, 5, 15)
+    }
+}
+
+/// Every option: parses back to the same configuration.
+impl fmt::Display for LookaheadConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "w={},n={},g={},pool={},output={},ext={},init={},logits={},fill={}",
+            self.window,
+            self.ngram,
+            self.guesses,
+            if self.prompt_pool { "prompt" } else { "none" },
+            self.output_pool,
+            self.extension,
+            self.init,
+            match self.window_logits {
+                WindowLogits::All => "all",
+                WindowLogits::Top => "top",
+            },
+            match self.fill {
+                Fill::Init => "init",
+                Fill::Pool => "pool",
+            },
+        )
+    }
+}
+
+/// `key=value,...` (the [defaults](Self::default) for keys not given), validated.
+impl FromStr for LookaheadConfig {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        for pair in decoding_core::option_pairs(text) {
+            let (key, value) = pair.map_err(|piece| ConfigError::Unknown(piece.to_string()))?;
+            config.set(key, value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_round_trip() {
+        let configs = [
+            LookaheadConfig::default(),
+            LookaheadConfig::new(7, 3, 0)
+                .with_prompt_pool(true)
+                .with_output_pool(false)
+                .with_init(Init::Ngram)
+                .with_window_logits(WindowLogits::All)
+                .with_fill(Fill::Init)
+                .with_extension(usize::MAX),
+            LookaheadConfig::new(1, 2, usize::MAX).with_init(Init::Pad(4)),
+        ];
+        for config in configs {
+            assert_eq!(config.validate(), Ok(()));
+            assert_eq!(config.to_string().parse::<LookaheadConfig>(), Ok(config));
+        }
+        assert_eq!(
+            LookaheadConfig::default().to_string(),
+            "w=15,n=5,g=15,pool=none,output=true,ext=16,init=prompt:0,logits=top,fill=pool"
+        );
+        assert_eq!(
+            "".parse::<LookaheadConfig>(),
+            Ok(LookaheadConfig::default())
+        );
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        for (text, option) in [
+            ("w=0", "w"),
+            ("w=x", "w"),
+            ("n=1", "n"),
+            ("w=100000000", "w"),
+            ("g=-1", "g"),
+            ("pool=all", "pool"),
+            ("output=maybe", "output"),
+            ("ext=x", "ext"),
+            ("init=random", "init"),
+            ("logits=some", "logits"),
+            ("fill=zero", "fill"),
+        ] {
+            let err = text.parse::<LookaheadConfig>().unwrap_err();
+            assert_eq!(err.option(), Some(option), "{text}: {err}");
+        }
+        for text in ["depth=3", "w"] {
+            let err = text.parse::<LookaheadConfig>().unwrap_err();
+            assert!(matches!(err, ConfigError::Unknown(_)), "{text}: {err}");
+        }
     }
 }

@@ -95,11 +95,11 @@
 //!
 //! let mut model = InductionModel::induction(40, 9);
 //! let prompt = [1, 2, 3, 4, 5, 6, 1, 2, 3];
-//! let la = LookaheadConfig::new(7, 5, 7).unwrap().with_prompt_pool(true);
+//! let la = LookaheadConfig::new(7, 5, 7).with_prompt_pool(true);
 //! let config = DecodeConfig::new(64).with_max_nodes(la.max_nodes());
 //! let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
 //! let plain = generate(&mut model, Plain, &prompt, &config, &mut rng).unwrap();
-//! let out = generate(&mut model, Lookahead::new(la), &prompt, &config, &mut rng).unwrap();
+//! let out = generate(&mut model, Lookahead::new(la).unwrap(), &prompt, &config, &mut rng).unwrap();
 //! assert_eq!(out.tokens, plain.tokens);
 //! println!("tau {:.2}, nodes/step {:.1}", out.stats.tau(), out.stats.draft_nodes_per_step());
 //! ```

@@ -137,11 +137,11 @@ impl DerefMut for PoolGuard<'_> {
 ///
 /// let mut model = InductionModel::induction(32, 1);
 /// let prompt = [5, 6, 7, 8, 9, 5, 6];
-/// let la = LookaheadConfig::new(5, 3, 5).unwrap().with_prompt_pool(true);
+/// let la = LookaheadConfig::new(5, 3, 5).with_prompt_pool(true);
 /// let config = DecodeConfig::new(40).with_max_nodes(la.max_nodes());
 /// let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
 /// let plain = generate(&mut model, Plain, &prompt, &config, &mut rng).unwrap();
-/// let out = generate(&mut model, Lookahead::new(la), &prompt, &config, &mut rng).unwrap();
+/// let out = generate(&mut model, Lookahead::new(la).unwrap(), &prompt, &config, &mut rng).unwrap();
 /// assert_eq!(out.tokens, plain.tokens);
 /// assert!(out.stats.forward_passes() <= plain.stats.forward_passes());
 /// ```
@@ -162,11 +162,12 @@ pub struct Lookahead {
 }
 
 impl Lookahead {
-    /// Lookahead decoding with its own pool (cleared when a sequence starts).
-    pub fn new(config: LookaheadConfig) -> Self {
-        let pool = NgramPool::new(config.ngram(), config.guesses())
-            .expect("a validated configuration has N >= 2");
-        Self::with_pool(config, PoolHandle::Owned(pool))
+    /// Lookahead decoding with its own pool (cleared when a sequence starts), once the
+    /// configuration is validated.
+    pub fn new(config: LookaheadConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let pool = NgramPool::new(config.ngram, config.guesses)?;
+        Ok(Self::with_pool(config, PoolHandle::Owned(pool)))
     }
 
     /// Lookahead decoding over a pool shared with other sequences (never cleared by this
@@ -175,11 +176,12 @@ impl Lookahead {
         config: LookaheadConfig,
         pool: SharedPool,
     ) -> Result<Self, ConfigError> {
+        config.validate()?;
         let ngram = pool.lock().ngram();
-        if ngram != config.ngram() {
+        if ngram != config.ngram {
             return Err(ConfigError::PoolMismatch {
                 pool: ngram,
-                config: config.ngram(),
+                config: config.ngram,
             });
         }
         Ok(Self::with_pool(config, PoolHandle::Shared(pool)))
@@ -189,8 +191,8 @@ impl Lookahead {
         Self {
             config,
             pool,
-            init: Initializer::new(config.init()),
-            window: LookaheadWindow::new(config.window(), config.ngram() - 1),
+            init: Initializer::new(config.init),
+            window: LookaheadWindow::new(config.window, config.ngram - 1),
             candidates: Vec::new(),
             candidate_ends: Vec::new(),
             candidate_nodes: Vec::new(),
@@ -235,10 +237,8 @@ impl Lookahead {
         }
         let pool = self.pool.lock();
         let context = pool.continuation_len();
-        let cap = context
-            .saturating_add(self.config.extension())
-            .min(max_depth);
-        for continuation in pool.get(pending).take(self.config.guesses()) {
+        let cap = context.saturating_add(self.config.extension).min(max_depth);
+        for continuation in pool.get(pending).take(self.config.guesses) {
             let start = self.candidates.len();
             let base = continuation.len().min(max_depth);
             self.candidates.extend_from_slice(&continuation[..base]);
@@ -301,7 +301,7 @@ impl Lookahead {
         if max_depth < top {
             return 0;
         }
-        let columns = self.config.window().min(max_depth - top + 1);
+        let columns = self.config.window.min(max_depth - top + 1);
         columns * (top + 1) - 1
     }
 }
@@ -317,7 +317,7 @@ impl Strategy for Lookahead {
         if let PoolGuard::Owned(pool) = &mut pool {
             pool.clear();
         }
-        if self.config.prompt_pool() {
+        if self.config.prompt_pool {
             pool.insert_all(prompt);
         }
         drop(pool);
@@ -342,7 +342,7 @@ impl Strategy for Lookahead {
                 ..
             } = self;
             let pool = pool.lock();
-            let use_pool = config.fill() == Fill::Pool;
+            let use_pool = config.fill == Fill::Pool;
             window.fill(|cell| {
                 use_pool
                     .then(|| pool.find(cell.key, cell.prefix))
@@ -388,7 +388,7 @@ impl Strategy for Lookahead {
             tree,
             ctx.max_depth,
             window_budget,
-            self.config.window_logits(),
+            self.config.window_logits,
         )?;
         self.stats.window_columns += columns;
         self.stats.candidates += self.draft_candidates(tree, ctx.max_nodes, have)?;
@@ -417,9 +417,9 @@ impl Strategy for Lookahead {
             stats.harvested += 1;
             pool.insert_guess(key, gram);
         })?;
-        if config.output_pool() {
+        if config.output_pool {
             let tokens = feedback.tokens;
-            let n = config.ngram();
+            let n = config.ngram;
             let first = (self.pending_position + 1).max(n - 1);
             for q in first..tokens.len() {
                 let start = q + 1 - n;

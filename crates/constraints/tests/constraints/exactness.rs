@@ -25,7 +25,7 @@ const PROMPT: [Token; 3] = [1, 2, 1];
 type MakeStrategy = Box<dyn Fn() -> Box<dyn Strategy>>;
 
 fn lookahead() -> Box<dyn Strategy> {
-    Box::new(Lookahead::new(LookaheadConfig::new(2, 3, 2).unwrap()))
+    Box::new(Lookahead::new(LookaheadConfig::new(2, 3, 2)).unwrap())
 }
 
 fn prompt_lookup() -> Box<dyn Strategy> {

@@ -59,7 +59,7 @@ fn constrained_greedy_on_pycoder_is_lossless_and_matches() {
         }
         assert!(!text.is_empty(), "{pattern}: {plain:?}");
 
-        let lookahead = Lookahead::new(LookaheadConfig::new(4, 4, 4).unwrap());
+        let lookahead = Lookahead::new(LookaheadConfig::new(4, 4, 4)).unwrap();
         assert_eq!(run(Box::new(lookahead)), plain, "lookahead, {pattern}");
         let reference =
             ReferenceStrategy::with_documents(ReferenceConfig::default(), &case.references)

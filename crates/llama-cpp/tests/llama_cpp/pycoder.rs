@@ -127,7 +127,7 @@ fn strategies(model: &LlamaCppModel, case: &Case) -> Vec<(&'static str, Box<dyn 
         )
         .unwrap()
     };
-    let lookahead = lookahead::LookaheadConfig::new(15, 5, 15).unwrap();
+    let lookahead = lookahead::LookaheadConfig::new(15, 5, 15);
     let composite: Vec<Box<dyn Strategy>> = vec![Box::new(reference()), Box::new(medusa())];
     vec![
         ("reference", Box::new(reference())),
@@ -135,7 +135,10 @@ fn strategies(model: &LlamaCppModel, case: &Case) -> Vec<(&'static str, Box<dyn 
             "jacobi",
             Box::new(jacobi::Jacobi::new(jacobi::JacobiConfig::new(8)).unwrap()),
         ),
-        ("lookahead", Box::new(lookahead::Lookahead::new(lookahead))),
+        (
+            "lookahead",
+            Box::new(lookahead::Lookahead::new(lookahead).unwrap()),
+        ),
         ("medusa", Box::new(medusa())),
         (
             "composite",

@@ -80,7 +80,6 @@ pub(crate) fn config() -> impl Strategy<Value = LookaheadConfig> {
     )
         .prop_map(|((w, n, g), (prompt, output, all, fill), init)| {
             LookaheadConfig::new(w, n, g)
-                .unwrap()
                 .with_prompt_pool(prompt)
                 .with_output_pool(output)
                 .with_window_logits(if all {

@@ -50,6 +50,6 @@ proptest! {
             config = config.with_eos([eos % vocab as Token]);
         }
         check(&mut *model, &prompt, &config, || Plain)?;
-        check(&mut *model, &prompt, &config, || Lookahead::new(la))?;
+        check(&mut *model, &prompt, &config, || Lookahead::new(la).unwrap())?;
     }
 }

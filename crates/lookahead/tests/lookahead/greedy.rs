@@ -25,7 +25,7 @@ proptest! {
             .with_eos(eos.iter().map(|e| e % vocab as Token))
             .with_max_nodes(nodes);
         let plain = generate(&mut model, Plain, &prompt, &config, &mut rng(0)).unwrap();
-        let strategy = Lookahead::new(la);
+        let strategy = Lookahead::new(la).unwrap();
         let out = if chains {
             generate(&mut ChainsOnlyModel(&mut model), strategy, &prompt, &config, &mut rng(0))
         } else {
@@ -46,7 +46,7 @@ proptest! {
         let mut model = InductionModel::induction(vocab, seed);
         let prompt: Vec<Token> = prompt.iter().map(|t| t % vocab as Token).collect();
         let config = DecodeConfig::new(50).with_max_nodes(la.max_nodes());
-        let mut decoder = Decoder::new(Lookahead::new(la), config);
+        let mut decoder = Decoder::new(Lookahead::new(la).unwrap(), config);
         decoding_core::LogitsModel::reset(&mut model).unwrap();
         decoder.start(&prompt, vocab, decoding_core::TreeSupport::Trees, None).unwrap();
         let mut draw = rng(0);
@@ -77,13 +77,12 @@ fn full_match_keeps_the_bonus_token() {
             out[3] = 1.0;
         });
     let la = LookaheadConfig::new(1, 5, 1)
-        .unwrap()
         .with_prompt_pool(true)
         .with_extension(0);
     let config = DecodeConfig::new(41).with_max_nodes(la.max_nodes());
     let out = generate(
         &mut model,
-        Lookahead::new(la),
+        Lookahead::new(la).unwrap(),
         &[3; 6],
         &config,
         &mut rng(0),
@@ -105,13 +104,12 @@ fn extended_candidates_accept_more_than_n_minus_one() {
             out[3] = 1.0;
         });
     let la = LookaheadConfig::new(1, 5, 1)
-        .unwrap()
         .with_prompt_pool(true)
         .with_extension(8);
     let config = DecodeConfig::new(39).with_max_nodes(13);
     let out = generate(
         &mut model,
-        Lookahead::new(la),
+        Lookahead::new(la).unwrap(),
         &[3; 6],
         &config,
         &mut rng(0),
@@ -128,13 +126,12 @@ fn extended_candidates_accept_more_than_n_minus_one() {
 fn window_ngrams_pay_off_on_a_predictable_model() {
     let mut model = counting(50);
     let la = LookaheadConfig::new(8, 4, 8)
-        .unwrap()
         .with_output_pool(false)
         .with_init(jacobi::Init::Prompt { seed: 1 });
     let config = DecodeConfig::new(120).with_max_nodes(la.max_nodes());
     let prompt = [7, 23, 41, 2, 15, 33, 48, 11];
     let plain = generate(&mut model, Plain, &prompt, &config, &mut rng(0)).unwrap();
-    let strategy = Lookahead::new(la);
+    let strategy = Lookahead::new(la).unwrap();
     let out = generate(&mut model, strategy, &prompt, &config, &mut rng(0)).unwrap();
     assert_eq!(out.tokens, plain.tokens);
     let metric = |name: &str| out.metrics.iter().find(|m| m.name == name).unwrap().value;
@@ -147,7 +144,7 @@ fn window_ngrams_pay_off_on_a_predictable_model() {
 #[test]
 fn shared_pool_carries_ngrams_between_sequences() {
     let mut model = InductionModel::induction(30, 4);
-    let la = LookaheadConfig::new(4, 4, 6).unwrap();
+    let la = LookaheadConfig::new(4, 4, 6);
     let shared = SharedPool::new(NgramPool::new(4, 6).unwrap());
     let config = DecodeConfig::new(60).with_max_nodes(la.max_nodes());
     let prompt = [1, 2, 3, 4, 5, 6, 7];

@@ -12,7 +12,7 @@ fn decode_like_plain(config: LookaheadConfig) {
     let plain = generate(&mut model, Plain, &prompt, &decode, &mut rng(0)).unwrap();
     let out = generate(
         &mut model,
-        Lookahead::new(config),
+        Lookahead::new(config).unwrap(),
         &prompt,
         &decode,
         &mut rng(0),
@@ -26,7 +26,6 @@ fn decode_like_plain(config: LookaheadConfig) {
 #[test]
 fn unbounded_extension_decodes_like_plain() {
     let config = LookaheadConfig::new(5, 3, 5)
-        .unwrap()
         .with_extension(usize::MAX)
         .with_prompt_pool(true);
     decode_like_plain(config);
@@ -36,9 +35,7 @@ fn unbounded_extension_decodes_like_plain() {
 #[test]
 fn unbounded_guesses_decode_like_plain() {
     for ngram in [3, 5] {
-        let config = LookaheadConfig::new(4, ngram, usize::MAX)
-            .unwrap()
-            .with_prompt_pool(true);
+        let config = LookaheadConfig::new(4, ngram, usize::MAX).with_prompt_pool(true);
         assert_eq!(config.max_nodes(), usize::MAX);
         decode_like_plain(config);
     }
@@ -52,23 +49,23 @@ fn unbounded_guesses_decode_like_plain() {
 
 #[test]
 fn node_counts_saturate() {
-    let config = LookaheadConfig::new(1, 2, usize::MAX).unwrap();
+    let config = LookaheadConfig::new(1, 2, usize::MAX);
     assert_eq!(config.max_nodes(), usize::MAX);
-    assert_eq!(LookaheadConfig::new(15, 5, 15).unwrap().max_nodes(), 120);
+    assert_eq!(LookaheadConfig::new(15, 5, 15).max_nodes(), 120);
 }
 
 /// Issue 16: `w >= 1e8` aborted on allocation; such windows are refused up front.
 #[test]
 fn oversized_windows_are_errors() {
     let max = LookaheadConfig::MAX_WINDOW_CELLS;
-    assert!(LookaheadConfig::new(max, 2, 1).is_ok());
+    assert!(LookaheadConfig::new(max, 2, 1).validate().is_ok());
     for (w, n) in [
         (max + 1, 2),
         (100_000_000, 5),
         (usize::MAX, 3),
         (2, usize::MAX),
     ] {
-        let err = LookaheadConfig::new(w, n, 1).unwrap_err();
+        let err = Lookahead::new(LookaheadConfig::new(w, n, 1)).unwrap_err();
         assert!(matches!(err, ConfigError::WindowTooLarge { .. }), "{err}");
         assert!(err.to_string().contains("cells"));
     }

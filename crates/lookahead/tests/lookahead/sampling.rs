@@ -22,8 +22,8 @@ proptest! {
             .with_sampling(sampling)
             .with_max_nodes(la.max_nodes().max(1));
         let plain = generate(&mut model, Plain, &prompt, &config, &mut rng(seed)).unwrap();
-        let a = generate(&mut model, Lookahead::new(la), &prompt, &config, &mut rng(seed)).unwrap();
-        let b = generate(&mut model, Lookahead::new(la), &prompt, &config, &mut rng(seed)).unwrap();
+        let a = generate(&mut model, Lookahead::new(la).unwrap(), &prompt, &config, &mut rng(seed)).unwrap();
+        let b = generate(&mut model, Lookahead::new(la).unwrap(), &prompt, &config, &mut rng(seed)).unwrap();
         prop_assert_eq!(&a.tokens, &plain.tokens);
         prop_assert_eq!(&a.tokens, &b.tokens);
         prop_assert_eq!(&a.stats.steps.len(), &b.stats.steps.len());
