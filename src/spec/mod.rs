@@ -347,41 +347,31 @@ struct ReferenceFactory {
 
 impl ReferenceFactory {
     fn parse(mut options: SpecOptions, env: &SpecEnv<'_>) -> Result<Self, SpecError> {
-        let mode = match options.get("mode").as_deref() {
-            None | Some("suffix") => reference::Mode::Suffix,
-            Some("llma") => reference::Mode::Llma,
-            Some("pld") => reference::Mode::PromptLookup,
-            Some(other) => {
-                return Err(SpecError::BadValue {
-                    key: "mode".to_string(),
-                    message: format!("`{other}`: expected suffix, llma or pld"),
-                });
-            }
+        let bad = |key: &str, message: String| SpecError::BadValue {
+            key: key.to_string(),
+            message,
         };
-        let mut c = reference::ReferenceConfig::preset(mode);
-        c.k = options.parse_or("k", c.k)?;
-        if mode == reference::Mode::PromptLookup {
-            c.max_match = options.parse_or("n", c.max_match)?;
-        } else {
-            c.min_match = options.parse_or("n", c.min_match)?;
-            c.max_match = c.max_match.max(c.min_match);
+        let mut config = reference::ReferenceConfig::suffix();
+        // `mode` is the first key: it picks the preset the others adjust. `cost` may be
+        // `auto`, which only the environment knows.
+        for &key in reference::ReferenceConfig::KEYS {
+            if key == "cost" {
+                continue;
+            }
+            if let Some(value) = options.get(key) {
+                config
+                    .set(key, &value)
+                    .map_err(|e| bad(key, e.to_string()))?;
+            }
         }
-        c.max_nodes = options.parse_or("nodes", c.max_nodes)?;
-        c.tree = options.parse_or("tree", c.tree)?;
-        c.min_prob = options.parse_or("min_prob", c.min_prob)?;
-        c.depth_factor = options.parse_or("alpha", c.depth_factor)?;
-        c.max_occurrences = options.parse_or("occ", c.max_occurrences)?;
-        c.length_weight = options.parse_or("weight", c.length_weight)?;
-        c.periodic = options.parse_or("periodic", c.periodic)?;
-        c.references = options.parse_or("refs", c.references)?;
-        c.context = options.parse_or("context", c.context)?;
         if let Some(raw) = options.get("cost") {
-            c.cost = Some(cost_option(&raw, env)?);
+            config.cost = Some(cost_option(&raw, env)?);
         }
         options.finish()?;
-        c.validate()
+        config
+            .validate()
             .map_err(|e| SpecError::Decode(decoding_core::DecodeError::from(e)))?;
-        Ok(Self { config: c })
+        Ok(Self { config })
     }
 }
 
@@ -403,26 +393,7 @@ fn cost_option(raw: &str, env: &SpecEnv<'_>) -> Result<CostCurve, SpecError> {
 
 impl StrategyFactory for ReferenceFactory {
     fn describe(&self) -> String {
-        let c = &self.config;
-        let n = match c.mode {
-            reference::Mode::PromptLookup => c.max_match,
-            _ => c.min_match,
-        };
-        let mut out = format!("reference:mode={},k={},n={n}", c.mode.name(), c.k);
-        if c.mode == reference::Mode::Suffix {
-            out += &format!(
-                ",nodes={},tree={},min_prob={},alpha={},occ={},weight={}",
-                c.max_nodes, c.tree, c.min_prob, c.depth_factor, c.max_occurrences, c.length_weight
-            );
-        }
-        out += &format!(
-            ",periodic={},refs={},context={}",
-            c.periodic, c.references, c.context
-        );
-        if let Some(curve) = &c.cost {
-            out += &format!(",cost={curve}");
-        }
-        out
+        format!("reference:{}", self.config)
     }
 
     fn build(&self, case: &CaseInputs<'_>) -> Result<Box<dyn Strategy>, SpecError> {
@@ -850,6 +821,38 @@ mod tests {
             }
         }
         assert!(parse("lookahead:depth=3", &env).is_err());
+    }
+
+    #[test]
+    fn reference_specs() {
+        let env = SpecEnv::new(64);
+        let describe = |spec: &str| parse(spec, &env).map(|f| f.describe());
+        assert_eq!(
+            describe("reference").unwrap(),
+            "reference:mode=suffix,k=32,n=1,nodes=24,tree=true,min_prob=0.1,alpha=3,occ=64,\
+             weight=2,periodic=true,refs=true,context=true"
+        );
+        let pld = describe("reference:n=5,mode=pld").unwrap();
+        assert_eq!(
+            pld,
+            "reference:mode=pld,k=10,n=5,periodic=false,refs=false,context=true"
+        );
+        let costed = describe("reference:k=8,cost=1:1/2:1.2/8:2").unwrap();
+        assert!(costed.ends_with(",cost=1:1/2:1.2/8:2"), "{costed}");
+        for given in [pld, costed] {
+            assert_eq!(describe(&given).unwrap(), given);
+        }
+        for (bad, key) in [("reference:k=x", "k"), ("reference:mode=all", "mode")] {
+            match parse(bad, &env) {
+                Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{bad}"),
+                other => panic!("{bad}: {:?}", other.map(|f| f.describe())),
+            }
+        }
+        assert!(matches!(
+            parse("reference:min_prob=2", &env),
+            Err(SpecError::Decode(_))
+        ));
+        assert!(parse("reference:depth=3", &env).is_err());
     }
 
     #[test]

@@ -1,4 +1,9 @@
-//! Configuration: the drafting mode, the classic presets, and their validation.
+//! Configuration: the drafting mode, the classic presets, and their validation, written and
+//! read as the `key=value` options of a strategy specification (the workspace's one
+//! configuration style).
+
+use std::fmt;
+use std::str::FromStr;
 
 use decoding_core::{CostCurve, DecodeError};
 
@@ -31,6 +36,23 @@ impl Mode {
     }
 }
 
+impl FromStr for Mode {
+    type Err = ConfigError;
+
+    /// `suffix`, `llma` or `pld`.
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        match text.trim() {
+            "suffix" => Ok(Self::Suffix),
+            "llma" => Ok(Self::Llma),
+            "pld" => Ok(Self::PromptLookup),
+            other => Err(ConfigError::Invalid {
+                field: "mode",
+                message: format!("`{other}`: expected suffix, llma or pld"),
+            }),
+        }
+    }
+}
+
 /// A configuration value out of range.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -43,6 +65,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// An option the configuration does not have.
+    #[error("unknown reference option `{0}` (options: {options})", options = ReferenceConfig::KEYS.join(", "))]
+    Unknown(String),
 }
 
 impl From<ConfigError> for DecodeError {
@@ -165,6 +190,63 @@ impl ReferenceConfig {
         }
     }
 
+    /// The options, in the order `Display` writes them. `n` is the shortest match
+    /// (`min_match`) in the suffix and LLMA modes, the longest (`max_match`) in prompt
+    /// lookup; `alpha` is `depth_factor`, `occ` `max_occurrences`, `weight`
+    /// `length_weight`, `refs` `references`, `nodes` `max_nodes`.
+    pub const KEYS: &'static [&'static str] = &[
+        "mode", "k", "n", "nodes", "tree", "min_prob", "alpha", "occ", "weight", "periodic",
+        "refs", "context", "cost",
+    ];
+
+    /// Sets the option `key` (one of [`KEYS`](Self::KEYS)) from its text. `mode` resets the
+    /// other fields to that mode's preset (keeping a cost curve), so give it first.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        fn parsed<T: FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            value.parse().map_err(|e| ConfigError::Invalid {
+                field,
+                message: format!("`{value}`: {e}"),
+            })
+        }
+        let value = value.trim();
+        match key {
+            "mode" => {
+                let cost = self.cost.take();
+                *self = Self::preset(value.parse()?);
+                self.cost = cost;
+            }
+            "k" => self.k = parsed("k", value)?,
+            "n" if self.mode == Mode::PromptLookup => self.max_match = parsed("n", value)?,
+            "n" => {
+                self.min_match = parsed("n", value)?;
+                self.max_match = self.max_match.max(self.min_match);
+            }
+            "nodes" => self.max_nodes = parsed("nodes", value)?,
+            "tree" => self.tree = parsed("tree", value)?,
+            "min_prob" => self.min_prob = parsed("min_prob", value)?,
+            "alpha" => self.depth_factor = parsed("alpha", value)?,
+            "occ" => self.max_occurrences = parsed("occ", value)?,
+            "weight" => self.length_weight = parsed("weight", value)?,
+            "periodic" => self.periodic = parsed("periodic", value)?,
+            "refs" => self.references = parsed("refs", value)?,
+            "context" => self.context = parsed("context", value)?,
+            "cost" => {
+                let curve = value
+                    .parse()
+                    .map_err(|e: DecodeError| ConfigError::Invalid {
+                        field: "cost",
+                        message: e.to_string(),
+                    })?;
+                self.cost = Some(curve);
+            }
+            other => return Err(ConfigError::Unknown(other.to_string())),
+        }
+        Ok(())
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: &str| {
@@ -210,6 +292,61 @@ impl Default for ReferenceConfig {
     }
 }
 
+/// The options of the mode (the suffix mode's tree options only in that mode), then the
+/// sources and the cost curve if any: parses back to the same configuration for every
+/// configuration made from a preset and options (`output_only`, and `max_match` outside
+/// prompt lookup, have no option and keep their preset's value).
+impl fmt::Display for ReferenceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = match self.mode {
+            Mode::PromptLookup => self.max_match,
+            _ => self.min_match,
+        };
+        write!(f, "mode={},k={},n={n}", self.mode.name(), self.k)?;
+        if self.mode == Mode::Suffix {
+            write!(
+                f,
+                ",nodes={},tree={},min_prob={},alpha={},occ={},weight={}",
+                self.max_nodes,
+                self.tree,
+                self.min_prob,
+                self.depth_factor,
+                self.max_occurrences,
+                self.length_weight
+            )?;
+        }
+        write!(
+            f,
+            ",periodic={},refs={},context={}",
+            self.periodic, self.references, self.context
+        )?;
+        if let Some(curve) = &self.cost {
+            write!(f, ",cost={curve}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `key=value,...` (the suffix preset, or the one `mode` names, for keys not given),
+/// validated.
+impl FromStr for ReferenceConfig {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let mut pairs = decoding_core::option_pairs(text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|piece| ConfigError::Unknown(piece.to_string()))?;
+        // The mode first: it picks the preset the other options adjust.
+        pairs.sort_by_key(|&(key, _)| key != "mode");
+        let mut config = Self::suffix();
+        for (key, value) in pairs {
+            config.set(key, value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +368,50 @@ mod tests {
         let mut c = ReferenceConfig::prompt_lookup();
         c.max_match = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn presets_and_options_round_trip() {
+        // Readers that go through KEYS in order meet `mode` first.
+        assert_eq!(ReferenceConfig::KEYS[0], "mode");
+        for mode in [Mode::Suffix, Mode::Llma, Mode::PromptLookup] {
+            let config = ReferenceConfig::preset(mode);
+            assert_eq!(config.to_string().parse::<ReferenceConfig>(), Ok(config));
+        }
+        let given: ReferenceConfig = "k=12,n=2,nodes=10,tree=false,alpha=2.5,cost=1:1/4:2"
+            .parse()
+            .unwrap();
+        assert_eq!((given.k, given.min_match, given.max_nodes), (12, 2, 10));
+        assert!(!given.tree && given.cost.is_some());
+        assert_eq!(
+            given.to_string().parse::<ReferenceConfig>(),
+            Ok(given.clone())
+        );
+        // `n` is the longest match in prompt lookup, wherever `mode` stands.
+        let pld: ReferenceConfig = "n=5,mode=pld".parse().unwrap();
+        assert_eq!(
+            (pld.mode, pld.max_match, pld.min_match),
+            (Mode::PromptLookup, 5, 1)
+        );
+        assert_eq!(
+            pld.to_string(),
+            "mode=pld,k=10,n=5,periodic=false,refs=false,context=true"
+        );
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        for (text, field) in [
+            ("mode=all", "`mode`"),
+            ("k=x", "`k`"),
+            ("min_prob=2", "`min_prob`"),
+            ("cost=1", "`cost`"),
+            ("refs=false,context=false", "context"),
+            ("depth=3", "`depth`"),
+            ("k", "`k`"),
+        ] {
+            let err = text.parse::<ReferenceConfig>().unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
     }
 }
