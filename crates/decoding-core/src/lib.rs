@@ -77,7 +77,7 @@ pub use exact::{enumerate_draws, target_probability, target_probability_with};
 pub use generate::{Generation, generate, generate_streaming};
 pub use logprobs::{LogprobsConfig, LogprobsMode, TokenLogprob};
 pub use model::{HeadLogits, HiddenStates, LogitsModel, TreeSupport};
-pub use options::option_pairs;
+pub use options::{apply_options, option_pairs};
 pub use process::{History, LogitsProcessor};
 pub use sampling::{Draw, InvalidLogits, Sampling, argmax, checked_argmax};
 pub use stats::{DecodeStats, StepRecord};

@@ -21,6 +21,37 @@ pub fn option_pairs(text: &str) -> impl Iterator<Item = Result<(&str, &str), &st
         })
 }
 
+/// Applies the options of `text` to `config` through `set`, the option named `first` (one
+/// that picks a preset, such as `mode`) before the others whatever their order; a piece
+/// without `=` goes to `unknown`. What each configuration's `FromStr` does before it
+/// validates.
+///
+/// ```
+/// let mut pairs = Vec::new();
+/// decoding_core::apply_options(&mut pairs, "k=2,mode=x", Some("mode"), |p| p.to_string(), |v, k, x| {
+///     v.push(format!("{k}:{x}"));
+///     Ok(())
+/// })
+/// .unwrap();
+/// assert_eq!(pairs, ["mode:x", "k:2"]);
+/// ```
+pub fn apply_options<C, E>(
+    config: &mut C,
+    text: &str,
+    first: Option<&str>,
+    unknown: impl Fn(&str) -> E,
+    mut set: impl FnMut(&mut C, &str, &str) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut pairs = option_pairs(text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&unknown)?;
+    pairs.sort_by_key(|&(key, _)| Some(key) != first);
+    for (key, value) in pairs {
+        set(config, key, value)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,15 +253,10 @@ impl FromStr for DraftConfig {
     type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let mut pairs = decoding_core::option_pairs(text)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|piece| ConfigError::Unknown(piece.to_string()))?;
-        // The mode first: it picks the preset the other options adjust.
-        pairs.sort_by_key(|&(key, _)| key != "mode");
         let mut config = Self::chain();
-        for (key, value) in pairs {
-            config.set(key, value)?;
-        }
+        let unknown = |piece: &str| ConfigError::Unknown(piece.to_string());
+        // The mode first: it picks the preset the other options adjust.
+        decoding_core::apply_options(&mut config, text, Some("mode"), unknown, Self::set)?;
         config.validate()?;
         Ok(config)
     }

@@ -349,10 +349,8 @@ impl FromStr for LookaheadConfig {
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
         let mut config = Self::default();
-        for pair in decoding_core::option_pairs(text) {
-            let (key, value) = pair.map_err(|piece| ConfigError::Unknown(piece.to_string()))?;
-            config.set(key, value)?;
-        }
+        let unknown = |piece: &str| ConfigError::Unknown(piece.to_string());
+        decoding_core::apply_options(&mut config, text, None, unknown, Self::set)?;
         config.validate()?;
         Ok(config)
     }
