@@ -32,16 +32,9 @@ impl DraftFactory {
         };
         let layers = options.parse_or("layers", DRAFT_LAYERS)?;
         let mut config = DraftConfig::chain();
-        for &key in DraftConfig::KEYS {
-            if matches!(key, "cost" | "dcost") {
-                continue;
-            }
-            if let Some(value) = options.get(key) {
-                config
-                    .set(key, &value)
-                    .map_err(|e| bad(key, e.to_string()))?;
-            }
-        }
+        options.apply(DraftConfig::KEYS, &["cost", "dcost"], |k, v| {
+            config.set(k, v)
+        })?;
         let cost = options
             .get("cost")
             .map(|raw| cost_option(&raw, env))

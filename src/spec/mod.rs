@@ -196,6 +196,26 @@ impl SpecOptions {
         }
     }
 
+    /// Hands every option of `keys` that was given, except those of `skip` (options the arm
+    /// reads itself), to a configuration's `set`, in the order of `keys`; an error names the
+    /// option.
+    pub fn apply<E: std::fmt::Display>(
+        &mut self,
+        keys: &[&'static str],
+        skip: &[&str],
+        mut set: impl FnMut(&str, &str) -> Result<(), E>,
+    ) -> Result<(), SpecError> {
+        for &key in keys.iter().filter(|key| !skip.contains(key)) {
+            if let Some(value) = self.get(key) {
+                set(key, &value).map_err(|e| SpecError::BadValue {
+                    key: key.to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Fails if any option was not read.
     pub fn finish(self) -> Result<(), SpecError> {
         match self.values.into_keys().next() {
@@ -259,13 +279,7 @@ impl JacobiFactory {
             message,
         };
         let mut config = jacobi::JacobiConfig::default();
-        for &key in jacobi::JacobiConfig::KEYS {
-            if let Some(value) = options.get(key) {
-                config
-                    .set(key, &value)
-                    .map_err(|e| bad(key, e.to_string()))?;
-            }
-        }
+        options.apply(jacobi::JacobiConfig::KEYS, &[], |k, v| config.set(k, v))?;
         options.finish()?;
         config.validate().map_err(|e| match &e {
             jacobi::ConfigError::Invalid { field, .. } => bad(field, e.to_string()),
@@ -304,13 +318,9 @@ impl LookaheadFactory {
             message,
         };
         let mut config = lookahead::LookaheadConfig::default();
-        for &key in lookahead::LookaheadConfig::KEYS {
-            if let Some(value) = options.get(key) {
-                config
-                    .set(key, &value)
-                    .map_err(|e| bad(key, e.to_string()))?;
-            }
-        }
+        options.apply(lookahead::LookaheadConfig::KEYS, &[], |k, v| {
+            config.set(k, v)
+        })?;
         options.finish()?;
         config
             .validate()
@@ -347,23 +357,12 @@ struct ReferenceFactory {
 
 impl ReferenceFactory {
     fn parse(mut options: SpecOptions, env: &SpecEnv<'_>) -> Result<Self, SpecError> {
-        let bad = |key: &str, message: String| SpecError::BadValue {
-            key: key.to_string(),
-            message,
-        };
         let mut config = reference::ReferenceConfig::suffix();
         // `mode` is the first key: it picks the preset the others adjust. `cost` may be
         // `auto`, which only the environment knows.
-        for &key in reference::ReferenceConfig::KEYS {
-            if key == "cost" {
-                continue;
-            }
-            if let Some(value) = options.get(key) {
-                config
-                    .set(key, &value)
-                    .map_err(|e| bad(key, e.to_string()))?;
-            }
-        }
+        options.apply(reference::ReferenceConfig::KEYS, &["cost"], |k, v| {
+            config.set(k, v)
+        })?;
         if let Some(raw) = options.get("cost") {
             config.cost = Some(cost_option(&raw, env)?);
         }
@@ -773,6 +772,14 @@ mod tests {
         assert!(parse("medusa", &wrong_vocab).is_err());
     }
 
+    /// `spec` is refused with a bad value of option `key`.
+    fn assert_names_key(spec: &str, key: &str, env: &SpecEnv<'_>) {
+        match parse(spec, env) {
+            Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{spec}"),
+            other => panic!("{spec}: {:?}", other.map(|f| f.describe())),
+        }
+    }
+
     #[test]
     fn jacobi_specs() {
         let env = SpecEnv::new(64);
@@ -786,10 +793,7 @@ mod tests {
             ("jacobi:k=x", "k"),
             ("jacobi:init=random", "init"),
         ] {
-            match parse(bad, &env) {
-                Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{bad}"),
-                other => panic!("{bad}: {:?}", other.map(|f| f.describe())),
-            }
+            assert_names_key(bad, key, &env);
         }
         assert!(parse("jacobi:window=3", &env).is_err());
     }
@@ -815,10 +819,7 @@ mod tests {
             ("lookahead:pool=all", "pool"),
             ("lookahead:fill=x", "fill"),
         ] {
-            match parse(bad, &env) {
-                Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{bad}"),
-                other => panic!("{bad}: {:?}", other.map(|f| f.describe())),
-            }
+            assert_names_key(bad, key, &env);
         }
         assert!(parse("lookahead:depth=3", &env).is_err());
     }
@@ -843,10 +844,7 @@ mod tests {
             assert_eq!(describe(&given).unwrap(), given);
         }
         for (bad, key) in [("reference:k=x", "k"), ("reference:mode=all", "mode")] {
-            match parse(bad, &env) {
-                Err(SpecError::BadValue { key: named, .. }) => assert_eq!(named, key, "{bad}"),
-                other => panic!("{bad}: {:?}", other.map(|f| f.describe())),
-            }
+            assert_names_key(bad, key, &env);
         }
         assert!(matches!(
             parse("reference:min_prob=2", &env),
